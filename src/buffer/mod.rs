@@ -1,0 +1,203 @@
+//! The `Buffer` trait: where accepted webhooks wait until a connector acked them.
+//!
+//! This module owns the queue contract every backend keeps (durable enqueue, leases per
+//! connection, ack / nack / release, ack timeouts, TTL and dead letters, stats). It does not
+//! know about HTTP or WebSockets: the receiver calls it.
+
+pub mod embedded;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::config::RelayConfig;
+use crate::message::{Message, MessageMeta};
+use crate::protocol::{ChannelName, ConnectionId, MessageId, WebhookId};
+
+pub use embedded::Embedded;
+
+/// The limits a buffer enforces for one channel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChannelSettings {
+    /// The channel.
+    pub name: ChannelName,
+    /// Unacked messages (queued, waiting for a retry, or in flight) before enqueue is refused.
+    pub max_queue_size: u64,
+    /// Time to live of a message.
+    pub ttl: Duration,
+    /// How long a lease lasts without an ack.
+    pub ack_timeout: Duration,
+    /// Deliveries after which a failing message is dead-lettered.
+    pub max_delivery_attempts: u32,
+}
+
+impl ChannelSettings {
+    /// The settings of a relay channel from webhooks.json.
+    pub fn from_relay(relay: &RelayConfig) -> Self {
+        Self {
+            name: relay.channel.clone(),
+            max_queue_size: relay.max_queue_size,
+            ttl: relay.ttl(),
+            ack_timeout: relay.ack_timeout(),
+            max_delivery_attempts: relay.max_delivery_attempts,
+        }
+    }
+}
+
+/// A webhook to store.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    /// Its channel.
+    pub channel: ChannelName,
+    /// The webhook it was posted to.
+    pub webhook_id: WebhookId,
+    /// The sender's address.
+    pub source_ip: Option<IpAddr>,
+    /// Request headers, names lowercased.
+    pub headers: BTreeMap<String, String>,
+    /// The raw body.
+    pub body: Bytes,
+}
+
+/// What was stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stored {
+    /// The new message's id.
+    pub id: MessageId,
+    /// Its sequence number in the channel.
+    pub sequence: u64,
+}
+
+/// What a nack did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NackOutcome {
+    /// Back in the queue, delivered again after a backoff.
+    Requeued,
+    /// Moved to the dead letters.
+    DeadLettered,
+}
+
+/// Why a message became a dead letter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeadReason {
+    /// It outlived `ttl_seconds`.
+    Expired,
+    /// The connector nacked it without retry (e.g. the target answered 4xx).
+    Rejected,
+    /// It failed `max_delivery_attempts` times.
+    MaxAttempts,
+}
+
+impl DeadReason {
+    /// The stable text of the reason.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Expired => "expired",
+            Self::Rejected => "rejected",
+            Self::MaxAttempts => "max_attempts",
+        }
+    }
+}
+
+/// A dead letter: the message and why it died.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    /// The message, body included.
+    pub message: Message,
+    /// Why.
+    pub reason: DeadReason,
+    /// The last error reported for it (e.g. "target answered 400 Bad Request").
+    pub error: Option<String>,
+    /// When it was dead-lettered.
+    pub dead_lettered_at: DateTime<Utc>,
+}
+
+/// Counts of one channel, as the admin API shows them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BufferStats {
+    /// Waiting for a connector (including those waiting for a retry).
+    pub messages_queued: u64,
+    /// Delivered and not yet acked.
+    pub messages_in_flight: u64,
+    /// Acked since the channel was created.
+    pub messages_delivered: u64,
+    /// Expired since the channel was created.
+    pub messages_expired: u64,
+    /// Dead letters now held.
+    pub messages_dead_lettered: u64,
+}
+
+/// Errors of a buffer.
+#[derive(Debug, thiserror::Error)]
+pub enum BufferError {
+    /// The channel holds `max_queue_size` unacked messages.
+    #[error("channel `{0}` is full")]
+    Full(ChannelName),
+    /// No such channel is configured.
+    #[error("channel `{0}` is not configured")]
+    UnknownChannel(ChannelName),
+    /// The storage failed; nothing was stored.
+    #[error("the buffer's storage failed: {0}")]
+    Storage(String),
+    /// The buffer is shutting down.
+    #[error("the buffer is closed")]
+    Closed,
+}
+
+/// A durable message queue with one logical queue per channel.
+#[async_trait]
+pub trait Buffer: Send + Sync + 'static {
+    /// Creates or updates channels (at start-up and on reload). Channels not listed keep their
+    /// stored messages but accept nothing new.
+    async fn configure(&self, channels: &[ChannelSettings]) -> Result<(), BufferError>;
+
+    /// Stores a message durably; returns only once it would survive a crash.
+    async fn enqueue(&self, message: NewMessage) -> Result<Stored, BufferError>;
+
+    /// Waits for the next message for `connection` and leases it to that connection, once the
+    /// connection holds fewer than `max_in_flight` leases. Cancel-safe: a lease is taken only
+    /// when the message is returned.
+    async fn next(
+        &self,
+        channel: &ChannelName,
+        connection: &ConnectionId,
+        max_in_flight: u32,
+    ) -> Result<Message, BufferError>;
+
+    /// Acks a message leased to `connection`. `Ok(false)`: it was not in flight there (ignored).
+    async fn ack(&self, channel: &ChannelName, connection: &ConnectionId, id: &MessageId) -> Result<bool, BufferError>;
+
+    /// Nacks a message leased to `connection`; `None` when it was not in flight there.
+    async fn nack(
+        &self,
+        channel: &ChannelName,
+        connection: &ConnectionId,
+        id: &MessageId,
+        retry: bool,
+        reason: Option<String>,
+    ) -> Result<Option<NackOutcome>, BufferError>;
+
+    /// Returns every lease of `connection` to the queue at once (it disconnected).
+    async fn release(&self, channel: &ChannelName, connection: &ConnectionId) -> Result<usize, BufferError>;
+
+    /// Counts of a channel.
+    async fn stats(&self, channel: &ChannelName) -> Result<BufferStats, BufferError>;
+
+    /// Dead letters of a channel, oldest first.
+    async fn dead_letters(&self, channel: &ChannelName, limit: usize, offset: usize) -> Result<Vec<DeadLetter>, BufferError>;
+
+    /// Metadata of queued (not in flight) messages, oldest first.
+    async fn queued(&self, channel: &ChannelName, limit: usize) -> Result<Vec<MessageMeta>, BufferError>;
+
+    /// Whether the backend is reachable and writable.
+    async fn healthy(&self) -> bool;
+
+    /// Writes out whatever is pending (acks, counters) and stops; called on shutdown.
+    async fn close(&self);
+}

@@ -1,0 +1,496 @@
+//! webhooks.json: webhook id → how it is received and where it goes.
+//!
+//! Owns the file's types (the original's key names), webhook id rules, the relay settings of
+//! `"module": "webhook_connect"`, and validation. It does not authenticate or deliver anything.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{ConfigError, ConfigErrors, from_value, join_path};
+use crate::protocol::{ChannelName, WebhookId};
+use crate::secret::Secret;
+
+/// The module name of a relay webhook.
+pub const RELAY_MODULE: &str = "webhook_connect";
+
+/// How the body of a webhook is read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataType {
+    /// A JSON document (validated, relayed byte for byte).
+    #[default]
+    Json,
+    /// A form: `application/x-www-form-urlencoded` or `multipart/form-data`.
+    Form,
+    /// Any bytes.
+    Blob,
+    /// Any bytes (alias of `blob`).
+    Raw,
+}
+
+/// One entry of webhooks.json, with the original's keys.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// How the body is read (`json` by default).
+    #[serde(default)]
+    pub data_type: DataType,
+    /// The module that receives the webhook (`webhook_connect` to relay it).
+    #[serde(default)]
+    pub module: Option<String>,
+    /// The module's settings.
+    #[serde(default, rename = "module-config")]
+    pub module_config: Option<Value>,
+    /// A connections.json entry the module uses.
+    #[serde(default)]
+    pub connection: Option<String>,
+    /// Several modules in a row.
+    #[serde(default)]
+    pub chain: Option<Value>,
+    /// How the chain runs.
+    #[serde(default, rename = "chain-config")]
+    pub chain_config: Option<Value>,
+    /// Retry policy for modules.
+    #[serde(default)]
+    pub retry: Option<Value>,
+    /// Request rate limit.
+    #[serde(default)]
+    pub rate_limit: Option<Value>,
+    /// JSON Schema the body must satisfy.
+    #[serde(default)]
+    pub json_schema: Option<Value>,
+    /// Masking of credentials in logs and stored payloads.
+    #[serde(default)]
+    pub credential_cleanup: Option<Value>,
+    /// Proxies whose X-Forwarded-For is believed.
+    #[serde(default)]
+    pub trusted_proxies: Option<Value>,
+    /// Largest body accepted, in bytes (wcon addition; default 10 MiB).
+    #[serde(default)]
+    pub max_body_bytes: Option<u64>,
+    /// `Authorization` header match.
+    #[serde(default)]
+    pub authorization: Option<Value>,
+    /// HTTP Basic authentication.
+    #[serde(default)]
+    pub basic_auth: Option<Value>,
+    /// JWT bearer tokens.
+    #[serde(default)]
+    pub jwt: Option<Value>,
+    /// HMAC signature of the body.
+    #[serde(default)]
+    pub hmac: Option<Value>,
+    /// Sender address allow-list.
+    #[serde(default)]
+    pub ip_whitelist: Option<Value>,
+    /// Google reCAPTCHA.
+    #[serde(default)]
+    pub recaptcha: Option<Value>,
+    /// HTTP Digest authentication.
+    #[serde(default)]
+    pub digest_auth: Option<Value>,
+    /// OAuth 1.0a signatures.
+    #[serde(default)]
+    pub oauth1: Option<Value>,
+    /// OAuth 2.0 bearer tokens.
+    #[serde(default)]
+    pub oauth2: Option<Value>,
+    /// API key in a query parameter.
+    #[serde(default)]
+    pub query_auth: Option<Value>,
+    /// API key in a header.
+    #[serde(default)]
+    pub header_auth: Option<Value>,
+}
+
+/// The `module-config` of a relay webhook (`"module": "webhook_connect"`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RelayConfig {
+    /// The channel connectors subscribe to.
+    pub channel: ChannelName,
+    /// The token connectors present.
+    pub channel_token: Secret<String>,
+    /// How long a message may wait before it is dead-lettered as `expired`.
+    #[serde(default = "defaults::ttl_seconds")]
+    pub ttl_seconds: u64,
+    /// How many unacked messages the channel holds before ingest answers 503.
+    #[serde(default = "defaults::max_queue_size")]
+    pub max_queue_size: u64,
+    /// How many connections may stream the channel at once.
+    #[serde(default = "defaults::max_connections")]
+    pub max_connections: u32,
+    /// How many unacked messages one connection may hold.
+    #[serde(default = "defaults::max_in_flight")]
+    pub max_in_flight: u32,
+    /// How long a delivered message may stay unacked before it is delivered again.
+    #[serde(default = "defaults::ack_timeout_seconds")]
+    pub ack_timeout_seconds: u64,
+    /// How often heartbeats are sent (a connection silent for 3 intervals is closed).
+    #[serde(default = "defaults::heartbeat_interval_seconds")]
+    pub heartbeat_interval_seconds: u64,
+    /// Deliveries after which a message that keeps failing is dead-lettered.
+    #[serde(default = "defaults::max_delivery_attempts")]
+    pub max_delivery_attempts: u32,
+    /// Connector addresses allowed to stream (CIDR).
+    #[serde(default)]
+    pub allowed_connector_ips: Option<Value>,
+}
+
+mod defaults {
+    pub fn ttl_seconds() -> u64 {
+        86_400
+    }
+    pub fn max_queue_size() -> u64 {
+        10_000
+    }
+    pub fn max_connections() -> u32 {
+        10
+    }
+    pub fn max_in_flight() -> u32 {
+        100
+    }
+    pub fn ack_timeout_seconds() -> u64 {
+        30
+    }
+    pub fn heartbeat_interval_seconds() -> u64 {
+        30
+    }
+    pub fn max_delivery_attempts() -> u32 {
+        10
+    }
+}
+
+impl RelayConfig {
+    /// `ttl_seconds` as a duration.
+    pub fn ttl(&self) -> Duration {
+        Duration::from_secs(self.ttl_seconds)
+    }
+    /// `ack_timeout_seconds` as a duration.
+    pub fn ack_timeout(&self) -> Duration {
+        Duration::from_secs(self.ack_timeout_seconds)
+    }
+    /// `heartbeat_interval_seconds` as a duration.
+    pub fn heartbeat_interval(&self) -> Duration {
+        Duration::from_secs(self.heartbeat_interval_seconds)
+    }
+}
+
+/// What a webhook does with what it receives, once validated.
+#[derive(Debug, Clone)]
+pub enum Route {
+    /// Store it in the channel's buffer and stream it to connectors.
+    Relay(RelayConfig),
+}
+
+/// A validated webhook.
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    /// Its id.
+    pub id: WebhookId,
+    /// How the body is read.
+    pub data_type: DataType,
+    /// Largest accepted body in bytes.
+    pub max_body_bytes: u64,
+    /// Where it goes.
+    pub route: Route,
+}
+
+/// The whole of webhooks.json, validated.
+#[derive(Debug, Clone, Default)]
+pub struct WebhooksConfig {
+    /// Webhooks by id.
+    pub webhooks: BTreeMap<WebhookId, Webhook>,
+}
+
+/// Default body limit: 10 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
+
+/// Names a webhook id may not take (they are routes or look like them).
+const RESERVED_IDS: &[&str] = &[
+    "stats", "health", "docs", "openapi.json", "redoc", "api", "admin", "root", "system",
+    "internal", "favicon.ico", "robots.txt",
+];
+
+/// Checks a webhook id against the original's rules.
+pub fn check_webhook_id(id: &str) -> Result<(), String> {
+    let valid_chars = id
+        .chars()
+        .enumerate()
+        .all(|(i, c)| c.is_ascii_alphanumeric() || (i > 0 && (c == '_' || c == '-')));
+    if id.is_empty() || id.len() > 64 || !valid_chars {
+        return Err("a webhook id is 1 to 64 letters, digits, `_` or `-`, starting with a letter or digit".into());
+    }
+    let lower = id.to_ascii_lowercase();
+    if RESERVED_IDS.contains(&lower.as_str()) {
+        return Err(format!("`{id}` is a reserved name"));
+    }
+    if ["_", "internal_", "system_", "admin_"].iter().any(|p| lower.starts_with(p))
+        || ["_internal", "_system", "_admin"].iter().any(|s| lower.ends_with(s))
+    {
+        return Err(format!("`{id}` uses a reserved prefix or suffix"));
+    }
+    if id.contains("__") || id.contains("--") {
+        return Err(format!("`{id}` repeats `_` or `-`"));
+    }
+    Ok(())
+}
+
+/// Checks a channel name: letters, digits, `.`, `_`, `-`, at most 64, no `..`.
+pub fn check_channel_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && !name.contains("..");
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("channel `{name}` must be 1 to 64 letters, digits, `.`, `_` or `-`, start with a letter or digit, and not contain `..`"))
+    }
+}
+
+impl WebhooksConfig {
+    /// Reads and validates webhooks.json.
+    pub fn load(path: &Path) -> Result<Self, ConfigErrors> {
+        let value = super::read_json(path)?;
+        Self::from_json(&path.display().to_string(), value)
+    }
+
+    /// Validates a parsed webhooks.json document; `file` names it in errors.
+    pub fn from_json(file: &str, value: Value) -> Result<Self, ConfigErrors> {
+        let Value::Object(entries) = value else {
+            return Err(ConfigError::new(file, "", "expected an object of webhook id → settings").into());
+        };
+        let mut errors = Vec::new();
+        let mut webhooks = BTreeMap::new();
+        for (id, entry) in entries {
+            if let Err(e) = check_webhook_id(&id) {
+                errors.push(ConfigError::new(file, &id, e));
+                continue;
+            }
+            match from_value::<WebhookConfig>(file, &id, entry).map_err(|e| vec![e]).and_then(|c| c.validate(file, &id)) {
+                Ok(w) => {
+                    webhooks.insert(WebhookId(id), w);
+                }
+                Err(mut e) => errors.append(&mut e),
+            }
+        }
+        let config = Self { webhooks };
+        errors.extend(config.check_shared_channels(file));
+        if errors.is_empty() { Ok(config) } else { Err(ConfigErrors(errors)) }
+    }
+
+    /// The webhook for `id`, or the `default` catch-all.
+    pub fn resolve(&self, id: &str) -> Option<&Webhook> {
+        self.webhooks.get(&WebhookId(id.to_string())).or_else(|| self.webhooks.get(&WebhookId("default".into())))
+    }
+
+    /// Every relay channel, with its settings (webhooks sharing a channel share one entry).
+    pub fn channels(&self) -> BTreeMap<ChannelName, RelayConfig> {
+        let mut out = BTreeMap::new();
+        for w in self.webhooks.values() {
+            let Route::Relay(r) = &w.route;
+            out.entry(r.channel.clone()).or_insert_with(|| r.clone());
+        }
+        out
+    }
+
+    fn check_shared_channels(&self, file: &str) -> Vec<ConfigError> {
+        let mut seen: BTreeMap<&ChannelName, (&WebhookId, &RelayConfig)> = BTreeMap::new();
+        let mut errors = Vec::new();
+        for (id, w) in &self.webhooks {
+            let Route::Relay(r) = &w.route;
+            match seen.get(&r.channel) {
+                Some((first, other)) if *other != r => errors.push(ConfigError::new(
+                    file,
+                    join_path(id.as_str(), "module-config"),
+                    format!("channel `{}` is also used by webhook `{first}` with different settings; webhooks sharing a channel must use the same token and limits", r.channel),
+                )),
+                Some(_) => {}
+                None => {
+                    seen.insert(&r.channel, (id, r));
+                }
+            }
+        }
+        errors
+    }
+}
+
+impl WebhookConfig {
+    fn validate(self, file: &str, id: &str) -> Result<Webhook, Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        let not_yet = |key: &str, what: &str| {
+            ConfigError::new(file, join_path(id, key), format!("{what} is not supported yet by this version of wcon; remove the key"))
+        };
+        let later_keys = [
+            ("chain", self.chain.is_some(), "module chaining"),
+            ("chain-config", self.chain_config.is_some(), "module chaining"),
+            ("retry", self.retry.is_some(), "a module retry policy"),
+            ("connection", self.connection.is_some(), "a module connection"),
+            ("rate_limit", self.rate_limit.is_some(), "rate limiting"),
+            ("json_schema", self.json_schema.is_some(), "JSON Schema validation"),
+            ("credential_cleanup", self.credential_cleanup.is_some(), "credential cleanup"),
+            ("trusted_proxies", self.trusted_proxies.is_some(), "trusted proxies"),
+            ("authorization", self.authorization.is_some(), "`authorization` authentication"),
+            ("basic_auth", self.basic_auth.is_some(), "`basic_auth` authentication"),
+            ("jwt", self.jwt.is_some(), "`jwt` authentication"),
+            ("hmac", self.hmac.is_some(), "`hmac` authentication"),
+            ("ip_whitelist", self.ip_whitelist.is_some(), "`ip_whitelist` authentication"),
+            ("recaptcha", self.recaptcha.is_some(), "`recaptcha` authentication"),
+            ("digest_auth", self.digest_auth.is_some(), "`digest_auth` authentication"),
+            ("oauth1", self.oauth1.is_some(), "`oauth1` authentication"),
+            ("oauth2", self.oauth2.is_some(), "`oauth2` authentication"),
+            ("query_auth", self.query_auth.is_some(), "`query_auth` authentication"),
+            ("header_auth", self.header_auth.is_some(), "`header_auth` authentication"),
+        ];
+        for (key, present, what) in later_keys {
+            if present {
+                errors.push(not_yet(key, what));
+            }
+        }
+        let route = match self.module.as_deref() {
+            Some(RELAY_MODULE) => match self.module_config {
+                None => {
+                    errors.push(ConfigError::new(file, join_path(id, "module-config"), "a `webhook_connect` webhook needs `module-config` with `channel` and `channel_token`"));
+                    None
+                }
+                Some(mc) => match from_value::<RelayConfig>(file, &join_path(id, "module-config"), mc) {
+                    Ok(relay) => {
+                        let at = join_path(id, "module-config");
+                        if let Err(e) = check_channel_name(relay.channel.as_str()) {
+                            errors.push(ConfigError::new(file, join_path(&at, "channel"), e));
+                        }
+                        if relay.channel_token.expose().len() < 8 {
+                            errors.push(ConfigError::new(file, join_path(&at, "channel_token"), "the channel token must be at least 8 characters"));
+                        }
+                        if relay.allowed_connector_ips.is_some() {
+                            errors.push(not_yet("module-config.allowed_connector_ips", "`allowed_connector_ips`"));
+                        }
+                        for (key, value) in [
+                            ("ttl_seconds", relay.ttl_seconds),
+                            ("max_queue_size", relay.max_queue_size),
+                            ("max_connections", u64::from(relay.max_connections)),
+                            ("max_in_flight", u64::from(relay.max_in_flight)),
+                            ("ack_timeout_seconds", relay.ack_timeout_seconds),
+                            ("heartbeat_interval_seconds", relay.heartbeat_interval_seconds),
+                            ("max_delivery_attempts", u64::from(relay.max_delivery_attempts)),
+                        ] {
+                            if value == 0 {
+                                errors.push(ConfigError::new(file, join_path(&at, key), "must be greater than 0"));
+                            }
+                        }
+                        Some(Route::Relay(relay))
+                    }
+                    Err(e) => {
+                        errors.push(e);
+                        None
+                    }
+                },
+            },
+            Some(other) => {
+                errors.push(ConfigError::new(
+                    file,
+                    join_path(id, "module"),
+                    format!("module `{other}` is not supported yet by this version of wcon; available: {RELAY_MODULE}"),
+                ));
+                None
+            }
+            None => {
+                errors.push(ConfigError::new(file, id, format!("needs a `module` (for a relay: `\"module\": \"{RELAY_MODULE}\"`)")));
+                None
+            }
+        };
+        if let Some(0) = self.max_body_bytes {
+            errors.push(ConfigError::new(file, join_path(id, "max_body_bytes"), "must be greater than 0"));
+        }
+        match (route, errors.is_empty()) {
+            (Some(route), true) => Ok(Webhook {
+                id: WebhookId(id.to_string()),
+                data_type: self.data_type,
+                max_body_bytes: self.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
+                route,
+            }),
+            _ => Err(errors),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn relay(channel: &str) -> Value {
+        json!({"module": "webhook_connect", "module-config": {"channel": channel, "channel_token": "ch_tok_secret123"}})
+    }
+
+    #[test]
+    fn a_relay_webhook_gets_the_documented_defaults() {
+        let c = WebhooksConfig::from_json("w.json", json!({"stripe_relay": relay("stripe-payments")})).unwrap();
+        let channels = c.channels();
+        let r = &channels[&ChannelName::from("stripe-payments")];
+        assert_eq!((r.ttl_seconds, r.max_queue_size, r.max_connections, r.max_in_flight), (86_400, 10_000, 10, 100));
+        assert_eq!(r.ack_timeout_seconds, 30);
+        assert_eq!(c.webhooks[&WebhookId::from("stripe_relay")].max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_the_nearest_key() {
+        let err = WebhooksConfig::from_json("w.json", json!({"a": {"modul": "webhook_connect"}})).unwrap_err();
+        assert_eq!(err.0[0].path, "a.modul");
+        assert!(err.0[0].message.contains("did you mean `module`"), "{}", err.0[0].message);
+        let mut v = relay("c");
+        v["module-config"]["ttl_second"] = json!(5);
+        let err = WebhooksConfig::from_json("w.json", json!({"a": v})).unwrap_err();
+        assert_eq!(err.0[0].path, "a.module-config.ttl_second");
+        assert!(err.0[0].message.contains("`ttl_seconds`"));
+    }
+
+    #[test]
+    fn keys_without_behaviour_yet_are_refused_clearly() {
+        let mut v = relay("c");
+        v["chain"] = json!(["log"]);
+        let err = WebhooksConfig::from_json("w.json", json!({"a": v})).unwrap_err();
+        assert!(err.0[0].message.contains("not supported yet"), "{}", err.0[0].message);
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let err = WebhooksConfig::from_json(
+            "w.json",
+            json!({"_bad": relay("c"), "b": {"module": "nope"}, "c": relay("bad..name")}),
+        )
+        .unwrap_err();
+        assert_eq!(err.0.len(), 3, "{err}");
+    }
+
+    #[test]
+    fn webhook_id_rules_match_the_original() {
+        for ok in ["stripe", "a", "github_push", "x-1", "default"] {
+            assert!(check_webhook_id(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "_x", "-x", "admin", "stats", "admin_x", "x_admin", "a__b", "a--b", "a.b", &"x".repeat(65)] {
+            assert!(check_webhook_id(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn channels_shared_by_webhooks_must_agree() {
+        let mut other = relay("c");
+        other["module-config"]["channel_token"] = json!("another-token");
+        let err = WebhooksConfig::from_json("w.json", json!({"a": relay("c"), "b": other})).unwrap_err();
+        assert!(err.0[0].message.contains("different settings"));
+        assert!(WebhooksConfig::from_json("w.json", json!({"a": relay("c"), "b": relay("c")})).is_ok());
+    }
+
+    #[test]
+    fn default_catches_unknown_ids() {
+        let c = WebhooksConfig::from_json("w.json", json!({"default": relay("c")})).unwrap();
+        assert_eq!(c.resolve("anything").unwrap().id.as_str(), "default");
+    }
+}

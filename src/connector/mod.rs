@@ -1,0 +1,166 @@
+//! `wcon tunnel`: the connector that dials out to `wcon serve` and delivers locally.
+//!
+//! Owns the reconnect loop (capped, jittered backoff forever; an auth failure waits the maximum
+//! delay), the delivery concurrency limit, and the events the command turns into lines. It never
+//! prints: everything a person should see is an [`Event`].
+
+pub mod backoff;
+pub mod deliver;
+pub mod transport;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ConnectorConfig;
+use crate::protocol::{ChannelName, ConnectionId, MessageId, WebhookId};
+use backoff::Backoff;
+use deliver::HttpDelivery;
+
+/// A session must stay up this long before the reconnect delay goes back to its start.
+const HEALTHY_AFTER: Duration = Duration::from_secs(60);
+
+/// Something a person running the connector may want to see.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// Streaming started.
+    Connected {
+        /// The server.
+        server: String,
+        /// The channel.
+        channel: ChannelName,
+        /// The transport.
+        protocol: &'static str,
+    },
+    /// The server's `connected` frame.
+    Ready {
+        /// The server's id of this connection.
+        connection_id: ConnectionId,
+    },
+    /// The stream ended; a new one is tried after `retry_in`.
+    Disconnected {
+        /// Why.
+        reason: String,
+        /// When the next attempt is.
+        retry_in: Duration,
+    },
+    /// The server refused the channel token.
+    Unauthorized {
+        /// What the server said.
+        detail: String,
+        /// When the next attempt is.
+        retry_in: Duration,
+    },
+    /// One HTTP attempt of a delivery finished.
+    Attempt {
+        /// The webhook.
+        webhook_id: WebhookId,
+        /// The message.
+        message_id: MessageId,
+        /// The attempt.
+        attempt: deliver::Attempt,
+    },
+    /// A delivery ended with an ack or a nack.
+    Settled {
+        /// The message.
+        message_id: MessageId,
+        /// Ack or nack.
+        verdict: deliver::Verdict,
+    },
+    /// The server sent an `error` frame.
+    ServerError {
+        /// Its code.
+        code: String,
+        /// Its detail.
+        detail: String,
+    },
+}
+
+/// Errors that stop the connector.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectorError {
+    /// The config cannot be turned into a stream URL.
+    #[error("cannot build the stream URL from `{0}`")]
+    Url(String),
+}
+
+/// How a streaming session ended.
+#[derive(Debug)]
+pub enum SessionEnd {
+    /// Shutdown was requested and in-flight deliveries were settled.
+    Shutdown,
+    /// The server refused the token (HTTP 401/403).
+    Unauthorized(String),
+    /// Any other end: connection failed or lost.
+    Lost(String),
+}
+
+/// What a session needs, shared across reconnects.
+pub struct Context {
+    /// The configuration.
+    pub config: Arc<ConnectorConfig>,
+    /// The HTTP delivery client.
+    pub delivery: HttpDelivery,
+    /// Deliveries running at once (`max_concurrent_requests`).
+    pub permits: Arc<Semaphore>,
+    /// Where events go.
+    pub events: mpsc::UnboundedSender<Event>,
+    /// Cancelled to stop.
+    pub shutdown: CancellationToken,
+}
+
+impl Context {
+    /// Reports an event; a closed receiver is not an error.
+    pub fn emit(&self, event: Event) {
+        let _ = self.events.send(event);
+    }
+}
+
+/// Runs the connector until `shutdown` is cancelled: connect, stream, deliver, reconnect.
+pub async fn run(
+    config: ConnectorConfig,
+    shutdown: CancellationToken,
+    events: mpsc::UnboundedSender<Event>,
+) -> Result<(), ConnectorError> {
+    let config = Arc::new(config);
+    let url = transport::ws::stream_url(&config.cloud_url, &config.channel)
+        .map_err(|_| ConnectorError::Url(config.cloud_url.to_string()))?;
+    let ctx = Arc::new(Context {
+        permits: Arc::new(Semaphore::new(config.max_concurrent_requests as usize)),
+        delivery: HttpDelivery::new(),
+        config: config.clone(),
+        events,
+        shutdown: shutdown.clone(),
+    });
+    let mut backoff = Backoff::new(
+        Duration::from_secs_f64(config.reconnect_delay),
+        Duration::from_secs_f64(config.max_reconnect_delay),
+        config.reconnect_backoff_multiplier,
+    );
+    loop {
+        let started = Instant::now();
+        let end = transport::ws::session(&ctx, &url).await;
+        if started.elapsed() >= HEALTHY_AFTER {
+            backoff.reset();
+        }
+        let delay = match end {
+            SessionEnd::Shutdown => return Ok(()),
+            SessionEnd::Unauthorized(detail) => {
+                let retry_in = backoff.max();
+                ctx.emit(Event::Unauthorized { detail, retry_in });
+                retry_in
+            }
+            SessionEnd::Lost(reason) => {
+                let retry_in = backoff.next_delay();
+                ctx.emit(Event::Disconnected { reason, retry_in });
+                retry_in
+            }
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}

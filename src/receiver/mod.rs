@@ -1,0 +1,120 @@
+//! `wcon serve`: the public receiver, an axum app.
+//!
+//! Owns the HTTP surface: ingest (`/webhook/{id}`), the streaming API (`/connect/…`), the admin
+//! API and health. It takes a bound listener, a buffer and a shutdown token; it never binds or
+//! prints by itself.
+
+pub mod admin;
+pub mod api_error;
+pub mod channels;
+pub mod ingest;
+pub mod json_limits;
+pub mod stream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::buffer::{Buffer, BufferError, ChannelSettings};
+use crate::config::WebhooksConfig;
+use crate::secret::Secret;
+use channels::Channels;
+
+/// What the receiver needs besides its listener and buffer.
+#[derive(Debug)]
+pub struct ReceiverConfig {
+    /// The validated webhooks.json.
+    pub webhooks: WebhooksConfig,
+    /// Bearer token of the admin API; `None` disables it (403).
+    pub admin_token: Option<Secret<String>>,
+}
+
+/// Shared state of every handler.
+pub struct AppState {
+    /// Webhooks by id.
+    pub webhooks: WebhooksConfig,
+    /// Relay channels and their connections.
+    pub channels: Channels,
+    /// Where messages wait.
+    pub buffer: Arc<dyn Buffer>,
+    /// Admin bearer token.
+    pub admin_token: Option<Secret<String>>,
+    /// Cancelled when the receiver stops.
+    pub shutdown: CancellationToken,
+    /// Streaming connections, awaited on shutdown so their leases are released.
+    pub streams: TaskTracker,
+}
+
+/// Errors that stop the receiver.
+#[derive(Debug, thiserror::Error)]
+pub enum ReceiverError {
+    /// The buffer could not set up the channels.
+    #[error("cannot set up the channels in the buffer")]
+    Buffer(#[source] BufferError),
+    /// The HTTP server failed.
+    #[error("the HTTP server failed")]
+    Serve(#[source] std::io::Error),
+}
+
+/// Builds the router (also used by tests that drive it without a socket).
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/", get(root))
+        .route("/health", get(health))
+        .route("/webhook/{id}", post(ingest::ingest))
+        .route("/webhook/{namespace}/{id}", post(ingest::ingest_namespaced))
+        .route("/connect/stream/{channel}", get(stream::ws::connect))
+        .nest("/admin/webhook-connect", admin::router())
+        // Ingest enforces each webhook's own body limit while reading.
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
+/// Serves until `shutdown` is cancelled, then stops accepting, lets requests in progress finish,
+/// closes streams (their leases go back to the queue) and closes the buffer.
+pub async fn run(
+    config: ReceiverConfig,
+    listener: TcpListener,
+    buffer: Arc<dyn Buffer>,
+    shutdown: CancellationToken,
+) -> Result<(), ReceiverError> {
+    let channels = config.webhooks.channels();
+    let settings: Vec<ChannelSettings> = channels.values().map(ChannelSettings::from_relay).collect();
+    buffer.configure(&settings).await.map_err(ReceiverError::Buffer)?;
+    let state = Arc::new(AppState {
+        webhooks: config.webhooks,
+        channels: Channels::new(channels),
+        buffer: buffer.clone(),
+        admin_token: config.admin_token,
+        shutdown: shutdown.clone(),
+        streams: TaskTracker::new(),
+    });
+    let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await;
+    state.streams.close();
+    state.streams.wait().await;
+    buffer.close().await;
+    served.map_err(ReceiverError::Serve)
+}
+
+async fn root() -> impl IntoResponse {
+    axum::Json(serde_json::json!({"message": "200 OK"}))
+}
+
+async fn health(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    let buffer_ok = state.buffer.healthy().await;
+    let status = if buffer_ok { http::StatusCode::OK } else { http::StatusCode::SERVICE_UNAVAILABLE };
+    let body = serde_json::json!({
+        "status": if buffer_ok { "healthy" } else { "unhealthy" },
+        "buffer": if buffer_ok { "connected" } else { "unavailable" },
+        "channels": state.channels.len(),
+    });
+    (status, axum::Json(body))
+}

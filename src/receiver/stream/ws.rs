@@ -1,0 +1,191 @@
+//! `GET /connect/stream/{channel}`: the WebSocket transport.
+//!
+//! Owns one connection's life: the `connected` frame, streaming leased messages (at most
+//! `max_in_flight` unacked), acks and nacks, heartbeats both ways, closing a connection silent
+//! for three heartbeat intervals, and releasing its leases the moment it ends.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use futures_util::{SinkExt, StreamExt};
+use http::HeaderMap;
+use tokio::sync::mpsc;
+
+use super::{TokenQuery, attach, authenticate};
+use crate::receiver::AppState;
+use crate::receiver::api_error::ApiError;
+use crate::receiver::channels::{Channel, Connection};
+use crate::protocol::{ConnectorFrame, PROTOCOL_VERSION, ServerFrame, error_code};
+use crate::time::now_rfc3339;
+
+/// Largest frame a connector may send (acks are tiny).
+const MAX_CONNECTOR_FRAME: usize = 64 * 1024;
+
+/// Upgrades to a WebSocket once the token and `max_connections` allow it.
+pub async fn connect(
+    State(state): State<Arc<AppState>>,
+    Path(channel): Path<String>,
+    Query(query): Query<TokenQuery>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    // Authenticate before looking at the upgrade, so a plain GET learns nothing either.
+    let channel = authenticate(&state, &channel, &headers, &query, peer.ip())?;
+    let upgrade = upgrade.map_err(|_| {
+        ApiError::new(http::StatusCode::BAD_REQUEST, "websocket_required", "this endpoint needs a WebSocket upgrade")
+    })?;
+    let connection = attach(&state, &channel, &headers, "websocket", peer.ip())?;
+    let tracker = state.streams.clone();
+    Ok(upgrade
+        .max_message_size(MAX_CONNECTOR_FRAME)
+        .on_upgrade(move |socket| tracker.track_future(serve(state, channel, connection, socket)))
+        .into_response())
+}
+
+async fn serve(state: Arc<AppState>, channel: Arc<Channel>, connection: Arc<Connection>, socket: WebSocket) {
+    tracing::info!(channel = %channel.name(), connection = %connection.id, connector = %connection.connector_id, remote = %connection.remote_ip, "connector attached");
+    let (control_tx, control_rx) = mpsc::channel::<ServerFrame>(64);
+    let (sink, stream) = socket.split();
+    let reason = tokio::select! {
+        r = write_loop(&state, &channel, &connection, sink, control_rx) => r,
+        r = read_loop(&state, &channel, &connection, stream, control_tx) => r,
+    };
+    let released = state.buffer.release(channel.name(), &connection.id).await.unwrap_or(0);
+    channel.detach(&connection.id);
+    tracing::info!(channel = %channel.name(), connection = %connection.id, released, reason, "connector detached");
+}
+
+fn text(frame: &ServerFrame) -> WsMessage {
+    WsMessage::Text(serde_json::to_string(frame).expect("frames always serialise").into())
+}
+
+async fn write_loop(
+    state: &AppState,
+    channel: &Channel,
+    connection: &Connection,
+    mut sink: futures_util::stream::SplitSink<WebSocket, WsMessage>,
+    mut control: mpsc::Receiver<ServerFrame>,
+) -> &'static str {
+    let interval = channel.config.heartbeat_interval();
+    let connected = ServerFrame::Connected {
+        connection_id: connection.id.clone(),
+        channel: channel.name().clone(),
+        timestamp: now_rfc3339(),
+        protocol_version: Some(PROTOCOL_VERSION),
+        max_in_flight: Some(channel.config.max_in_flight),
+        heartbeat_interval_seconds: Some(channel.config.heartbeat_interval_seconds),
+    };
+    if sink.send(text(&connected)).await.is_err() {
+        return "send failed";
+    }
+    let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    let closing = |code: &str, detail: &str| {
+        text(&ServerFrame::Error { code: code.to_string(), detail: detail.to_string() })
+    };
+    loop {
+        tokio::select! {
+            biased;
+            _ = connection.close.cancelled() => {
+                let (code, detail) = if state.shutdown.is_cancelled() {
+                    (error_code::SHUTTING_DOWN, "the server is shutting down; reconnect")
+                } else {
+                    (error_code::DISCONNECTED, "an administrator closed this connection")
+                };
+                let _ = sink.send(closing(code, detail)).await;
+                let _ = sink.send(WsMessage::Close(Some(CloseFrame { code: 1001, reason: code.into() }))).await;
+                return code;
+            }
+            Some(frame) = control.recv() => {
+                if sink.send(text(&frame)).await.is_err() { return "send failed"; }
+            }
+            _ = heartbeat.tick() => {
+                let silent = chrono::Utc::now() - connection.last_heartbeat();
+                if silent.to_std().unwrap_or_default() > interval * 3 {
+                    let _ = sink.send(closing(error_code::HEARTBEAT_TIMEOUT, "nothing heard for three heartbeat intervals")).await;
+                    return error_code::HEARTBEAT_TIMEOUT;
+                }
+                let now = now_rfc3339();
+                let frame = ServerFrame::Heartbeat { timestamp: now.clone(), server_time: Some(now) };
+                if sink.send(text(&frame)).await.is_err() { return "send failed"; }
+            }
+            next = state.buffer.next(channel.name(), &connection.id, channel.config.max_in_flight) => {
+                match next {
+                    Ok(message) => {
+                        let frame = ServerFrame::Webhook(message.to_frame());
+                        if sink.send(text(&frame)).await.is_err() { return "send failed"; }
+                        connection.messages_sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(crate::buffer::BufferError::Closed) => {
+                        // Shutting down: the close branch sends the goodbye.
+                        connection.close.cancelled().await;
+                    }
+                    Err(e) => {
+                        tracing::error!(channel = %channel.name(), error = %e, "cannot read from the buffer");
+                        let _ = sink.send(closing(error_code::BUFFER_UNAVAILABLE, "the server cannot read its buffer; reconnect later")).await;
+                        return error_code::BUFFER_UNAVAILABLE;
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn read_loop(
+    state: &AppState,
+    channel: &Channel,
+    connection: &Connection,
+    mut stream: futures_util::stream::SplitStream<WebSocket>,
+    control: mpsc::Sender<ServerFrame>,
+) -> &'static str {
+    let mut last_error_frame = Instant::now() - Duration::from_secs(60);
+    let mut suppressed = 0u64;
+    while let Some(item) = stream.next().await {
+        let Ok(msg) = item else { return "connection lost" };
+        connection.touch();
+        let frame = match msg {
+            WsMessage::Text(t) => serde_json::from_str::<ConnectorFrame>(t.as_str()).map_err(|e| e.to_string()),
+            WsMessage::Binary(_) => Err("binary frames are not part of the protocol; send JSON text frames".to_string()),
+            WsMessage::Ping(_) | WsMessage::Pong(_) => continue,
+            WsMessage::Close(_) => return "closed by connector",
+        };
+        match frame {
+            Ok(ConnectorFrame::Ack { message_id }) => match state.buffer.ack(channel.name(), &connection.id, &message_id).await {
+                Ok(true) => {
+                    connection.messages_acked.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(channel = %channel.name(), %message_id, "acked");
+                }
+                Ok(false) => tracing::debug!(channel = %channel.name(), %message_id, "ack for a message not in flight here, ignored"),
+                Err(e) => tracing::error!(channel = %channel.name(), %message_id, error = %e, "cannot record ack"),
+            },
+            Ok(ConnectorFrame::Nack { message_id, retry, reason }) => {
+                match state.buffer.nack(channel.name(), &connection.id, &message_id, retry, reason.clone()).await {
+                    Ok(Some(outcome)) => {
+                        connection.messages_nacked.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(channel = %channel.name(), %message_id, retry, ?outcome, reason = reason.as_deref().unwrap_or(""), "nacked");
+                    }
+                    Ok(None) => tracing::debug!(channel = %channel.name(), %message_id, "nack for a message not in flight here, ignored"),
+                    Err(e) => tracing::error!(channel = %channel.name(), %message_id, error = %e, "cannot record nack"),
+                }
+            }
+            Ok(ConnectorFrame::Heartbeat { .. }) => {}
+            Err(problem) => {
+                // Answer bad frames, but at most a few per second, and keep reading.
+                if last_error_frame.elapsed() >= Duration::from_millis(100) {
+                    last_error_frame = Instant::now();
+                    let detail = format!("frame ignored: {problem}");
+                    let _ = control.try_send(ServerFrame::Error { code: error_code::INVALID_FRAME.into(), detail });
+                } else {
+                    suppressed += 1;
+                }
+            }
+        }
+    }
+    tracing::debug!(suppressed, "stream ended");
+    "connection lost"
+}
