@@ -1,1 +1,98 @@
-fn main(){}
+//! The `wcon` binary: parses the command line and runs one subcommand.
+//!
+//! Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
+
+mod logging;
+mod serve;
+mod tunnel;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// wcon — a webhook relay: receive webhooks publicly, deliver them behind a firewall.
+#[derive(Debug, Parser)]
+#[command(name = "wcon", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(flatten)]
+    log: logging::Args,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the public receiver: accept webhooks, store them durably, stream them to connectors.
+    Serve(serve::Args),
+    /// Connect out to a receiver and deliver a channel's webhooks to a local app.
+    Tunnel(tunnel::Args),
+}
+
+/// A failure with the exit code it deserves.
+#[derive(Debug)]
+pub struct Failure {
+    code: u8,
+    error: anyhow::Error,
+}
+
+impl Failure {
+    /// A usage or configuration error (exit 2).
+    pub fn usage(error: impl Into<anyhow::Error>) -> Self {
+        Self {
+            code: 2,
+            error: error.into(),
+        }
+    }
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(error: E) -> Self {
+        Self {
+            code: 1,
+            error: error.into(),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    rustls::crypto::ring::default_provider()
+        .install_default()
+        .expect("no other crypto provider is installed at start-up");
+    logging::init(&cli.log, matches!(cli.command, Command::Tunnel(_)));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the tokio runtime starts");
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Tunnel(args) => tunnel::run(args).await,
+        }
+    });
+    // Do not wait for blocking tasks (e.g. a stdin reader) on the way out.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
+        Ok(code) => code,
+        Err(Failure { code, error }) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// Resolves when the process is asked to stop (Ctrl-C or SIGTERM).
+pub async fn stop_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("a SIGTERM handler can be installed");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

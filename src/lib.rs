@@ -14,8 +14,8 @@ pub mod config;
 pub mod connector;
 
 pub mod message;
-pub mod receiver;
 pub mod protocol;
+pub mod receiver;
 
 pub mod secret;
 pub mod time;

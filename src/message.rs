@@ -134,7 +134,10 @@ impl Message {
     /// Reads back what [`Message::encode`] wrote.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let (meta, body_at) = decode_meta_and_offset(bytes)?;
-        Ok(Self::from_parts(meta, Bytes::copy_from_slice(&bytes[body_at..])))
+        Ok(Self::from_parts(
+            meta,
+            Bytes::copy_from_slice(&bytes[body_at..]),
+        ))
     }
 
     /// The payload as the original's `payload` field: parsed JSON, or the body as a string.
@@ -172,7 +175,11 @@ fn decode_meta_and_offset(bytes: &[u8]) -> Result<(MessageMeta, usize), DecodeEr
     if version != STORED_V1 {
         return Err(DecodeError::UnknownVersion(version));
     }
-    let len_bytes: [u8; 4] = rest.get(..4).ok_or(DecodeError::Truncated)?.try_into().expect("4 bytes");
+    let len_bytes: [u8; 4] = rest
+        .get(..4)
+        .ok_or(DecodeError::Truncated)?
+        .try_into()
+        .expect("4 bytes");
     let meta_len = u32::from_be_bytes(len_bytes) as usize;
     let meta_bytes = rest.get(4..4 + meta_len).ok_or(DecodeError::Truncated)?;
     let meta = serde_json::from_slice(meta_bytes).map_err(DecodeError::Meta)?;
@@ -219,7 +226,10 @@ mod tests {
         let m = sample();
         let back = Message::decode(&m.encode()).unwrap();
         assert_eq!(back, m);
-        assert_eq!(decode_meta(&m.encode()).unwrap().body_len, m.body.len() as u64);
+        assert_eq!(
+            decode_meta(&m.encode()).unwrap().body_len,
+            m.body.len() as u64
+        );
     }
 
     #[test]
@@ -233,7 +243,13 @@ mod tests {
     #[test]
     fn truncated_and_unknown_records_are_errors() {
         assert!(matches!(Message::decode(&[]), Err(DecodeError::Truncated)));
-        assert!(matches!(Message::decode(&[9, 0, 0, 0, 0]), Err(DecodeError::UnknownVersion(9))));
-        assert!(matches!(Message::decode(&[1, 0, 0, 0, 9, b'{']), Err(DecodeError::Truncated)));
+        assert!(matches!(
+            Message::decode(&[9, 0, 0, 0, 0]),
+            Err(DecodeError::UnknownVersion(9))
+        ));
+        assert!(matches!(
+            Message::decode(&[1, 0, 0, 0, 9, b'{']),
+            Err(DecodeError::Truncated)
+        ));
     }
 }

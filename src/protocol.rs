@@ -231,7 +231,13 @@ mod tests {
         let f: ServerFrame = serde_json::from_value(json!({"type":"connected",
             "connection_id":"wsc_1_1700000000","channel":"c","timestamp":"t"}))
         .unwrap();
-        assert!(matches!(f, ServerFrame::Connected { protocol_version: None, .. }));
+        assert!(matches!(
+            f,
+            ServerFrame::Connected {
+                protocol_version: None,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -264,7 +270,9 @@ mod tests {
         let f: ServerFrame = serde_json::from_value(json!({"type":"webhook","message_id":"msg_1",
             "sequence":1,"webhook_id":"w","timestamp":"t","headers":{},"payload":{"x":1}}))
         .unwrap();
-        let ServerFrame::Webhook(w) = f else { panic!("not a webhook frame") };
+        let ServerFrame::Webhook(w) = f else {
+            panic!("not a webhook frame")
+        };
         assert_eq!(w.body_b64, None);
         assert_eq!(w.payload, json!({"x":1}));
     }
@@ -272,11 +280,17 @@ mod tests {
     #[test]
     fn heartbeat_and_error_frames_match_protocol_md() {
         roundtrip_server(
-            ServerFrame::Heartbeat { timestamp: "t".into(), server_time: Some("s".into()) },
+            ServerFrame::Heartbeat {
+                timestamp: "t".into(),
+                server_time: Some("s".into()),
+            },
             json!({"type":"heartbeat","timestamp":"t","server_time":"s"}),
         );
         roundtrip_server(
-            ServerFrame::Error { code: "invalid_frame".into(), detail: "d".into() },
+            ServerFrame::Error {
+                code: "invalid_frame".into(),
+                detail: "d".into(),
+            },
             json!({"type":"error","code":"invalid_frame","detail":"d"}),
         );
     }
@@ -284,7 +298,9 @@ mod tests {
     #[test]
     fn connector_frames_match_protocol_md() {
         roundtrip_connector(
-            ConnectorFrame::Ack { message_id: "msg_1".into() },
+            ConnectorFrame::Ack {
+                message_id: "msg_1".into(),
+            },
             json!({"type":"ack","message_id":"msg_1"}),
         );
         roundtrip_connector(
@@ -296,7 +312,9 @@ mod tests {
             json!({"type":"nack","message_id":"msg_1","retry":true,"reason":"target answered 503"}),
         );
         roundtrip_connector(
-            ConnectorFrame::Heartbeat { timestamp: Some("t".into()) },
+            ConnectorFrame::Heartbeat {
+                timestamp: Some("t".into()),
+            },
             json!({"type":"heartbeat","timestamp":"t"}),
         );
     }
@@ -305,7 +323,14 @@ mod tests {
     fn nack_retry_defaults_to_true() {
         let f: ConnectorFrame =
             serde_json::from_value(json!({"type":"nack","message_id":"msg_1"})).unwrap();
-        assert_eq!(f, ConnectorFrame::Nack { message_id: "msg_1".into(), retry: true, reason: None });
+        assert_eq!(
+            f,
+            ConnectorFrame::Nack {
+                message_id: "msg_1".into(),
+                retry: true,
+                reason: None
+            }
+        );
     }
 
     #[test]
@@ -313,6 +338,10 @@ mod tests {
         let id = MessageId::generate();
         assert_eq!(id.as_str().len(), 20);
         assert!(id.as_str().starts_with("msg_"));
-        assert!(id.as_str()[4..].chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(
+            id.as_str()[4..]
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        );
     }
 }

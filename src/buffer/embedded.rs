@@ -19,7 +19,8 @@ use tokio::sync::{Notify, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Buffer, BufferError, BufferStats, ChannelSettings, DeadLetter, DeadReason, NackOutcome, NewMessage, Stored,
+    Buffer, BufferError, BufferStats, ChannelSettings, DeadLetter, DeadReason, NackOutcome,
+    NewMessage, Stored,
 };
 use crate::message::{Message, MessageMeta, decode_meta};
 use crate::protocol::{ChannelName, ConnectionId, MessageId};
@@ -97,9 +98,15 @@ enum Op {
     Put(Space, Vec<u8>, Vec<u8>),
     Delete(Space, Vec<u8>),
     /// Moves a message record into the dead letters, with why.
-    Bury { key: Vec<u8>, info: Vec<u8> },
+    Bury {
+        key: Vec<u8>,
+        info: Vec<u8>,
+    },
     /// Raises the stored sequence high-water mark of a channel.
-    Sequence { channel: ChannelName, sequence: u64 },
+    Sequence {
+        channel: ChannelName,
+        sequence: u64,
+    },
 }
 
 #[derive(Clone, Copy)]
@@ -152,21 +159,41 @@ impl Embedded {
     /// Opens (or creates) the buffer in `dir` and starts its writer and sweeper.
     /// Fails if another process holds the directory.
     pub fn open(dir: &Path) -> Result<Self, BufferError> {
-        std::fs::create_dir_all(dir).map_err(|e| storage(format!("cannot create `{}`: {e}", dir.display())))?;
-        let db = Database::builder(dir)
-            .open()
-            .map_err(|e| storage(format!("cannot open the buffer in `{}`: {e}", dir.display())))?;
-        let messages = db.keyspace("messages", KeyspaceCreateOptions::default).map_err(storage)?;
-        let dead = db.keyspace("dead", KeyspaceCreateOptions::default).map_err(storage)?;
-        let meta = db.keyspace("meta", KeyspaceCreateOptions::default).map_err(storage)?;
-        let store = Store { db, messages, dead, meta };
+        std::fs::create_dir_all(dir)
+            .map_err(|e| storage(format!("cannot create `{}`: {e}", dir.display())))?;
+        let db = Database::builder(dir).open().map_err(|e| {
+            storage(format!(
+                "cannot open the buffer in `{}`: {e}",
+                dir.display()
+            ))
+        })?;
+        let messages = db
+            .keyspace("messages", KeyspaceCreateOptions::default)
+            .map_err(storage)?;
+        let dead = db
+            .keyspace("dead", KeyspaceCreateOptions::default)
+            .map_err(storage)?;
+        let meta = db
+            .keyspace("meta", KeyspaceCreateOptions::default)
+            .map_err(storage)?;
+        let store = Store {
+            db,
+            messages,
+            dead,
+            meta,
+        };
         let (writer, jobs) = std::sync::mpsc::sync_channel(MAX_GROUP * 4);
         let writer_store = store.clone();
         std::thread::Builder::new()
             .name("wcon-buffer-writer".into())
             .spawn(move || run_writer(writer_store, jobs))
             .map_err(storage)?;
-        let inner = Arc::new(Inner { store, channels: Mutex::new(HashMap::new()), writer, stop: CancellationToken::new() });
+        let inner = Arc::new(Inner {
+            store,
+            channels: Mutex::new(HashMap::new()),
+            writer,
+            stop: CancellationToken::new(),
+        });
         tokio::spawn(sweep(Arc::downgrade(&inner), inner.stop.clone()));
         Ok(Self { inner })
     }
@@ -184,7 +211,8 @@ impl Embedded {
     fn load_channel(&self, settings: &ChannelSettings) -> Result<Channel, BufferError> {
         let store = &self.inner.store;
         let mut queue = Queue::default();
-        let mut max_seq = read_u64(&store.meta, &meta_key("sequence", &settings.name))?.unwrap_or(0);
+        let mut max_seq =
+            read_u64(&store.meta, &meta_key("sequence", &settings.name))?.unwrap_or(0);
         for item in store.messages.prefix(channel_prefix(&settings.name)) {
             let (_, value) = item.into_inner().map_err(storage)?;
             let mut meta = decode_meta(&value).map_err(storage)?;
@@ -196,21 +224,36 @@ impl Embedded {
         }
         for item in store.dead.prefix(channel_prefix(&settings.name)) {
             let key = item.key().map_err(storage)?;
-            let seq_bytes: [u8; 8] = key[key.len() - 8..].try_into().expect("keys end with 8 bytes");
+            let seq_bytes: [u8; 8] = key[key.len() - 8..]
+                .try_into()
+                .expect("keys end with 8 bytes");
             max_seq = max_seq.max(u64::from_be_bytes(seq_bytes));
             queue.dead_count += 1;
         }
-        if let Some(raw) = store.meta.get(meta_key("counters", &settings.name)).map_err(storage)? {
+        if let Some(raw) = store
+            .meta
+            .get(meta_key("counters", &settings.name))
+            .map_err(storage)?
+        {
             queue.counters = serde_json::from_slice(&raw).unwrap_or_default();
         }
         queue.next_sequence = max_seq + 1;
-        Ok(Channel { settings: Mutex::new(settings.clone()), queue: Mutex::new(queue), notify: Notify::new() })
+        Ok(Channel {
+            settings: Mutex::new(settings.clone()),
+            queue: Mutex::new(queue),
+            notify: Notify::new(),
+        })
     }
 
     async fn write(&self, ops: Vec<Op>) -> Result<(), BufferError> {
         let (tx, rx) = oneshot::channel();
-        self.send(WriteJob { ops, done: Some(tx) })?;
-        rx.await.map_err(|_| BufferError::Closed)?.map_err(BufferError::Storage)
+        self.send(WriteJob {
+            ops,
+            done: Some(tx),
+        })?;
+        rx.await
+            .map_err(|_| BufferError::Closed)?
+            .map_err(BufferError::Storage)
     }
 
     fn send(&self, job: WriteJob) -> Result<(), BufferError> {
@@ -219,27 +262,61 @@ impl Embedded {
     }
 
     /// Queues a dead-lettering of `meta` (body moved on disk by the writer).
-    fn bury(queue: &mut Queue, channel: &ChannelName, meta: &MessageMeta, reason: DeadReason, error: Option<String>) -> Vec<Op> {
+    fn bury(
+        queue: &mut Queue,
+        channel: &ChannelName,
+        meta: &MessageMeta,
+        reason: DeadReason,
+        error: Option<String>,
+    ) -> Vec<Op> {
         queue.dead_count += 1;
         if reason == DeadReason::Expired {
             queue.counters.expired += 1;
         }
-        let info = DeadInfo { reason, error, dead_lettered_at: Utc::now(), delivery_count: meta.delivery_count };
+        let info = DeadInfo {
+            reason,
+            error,
+            dead_lettered_at: Utc::now(),
+            delivery_count: meta.delivery_count,
+        };
         vec![
-            Op::Bury { key: message_key(channel, meta.sequence), info: serde_json::to_vec(&info).expect("dead info serialises") },
+            Op::Bury {
+                key: message_key(channel, meta.sequence),
+                info: serde_json::to_vec(&info).expect("dead info serialises"),
+            },
             Op::Delete(Space::Meta, attempts_key(channel, meta.sequence)),
-            Op::Put(Space::Meta, meta_key("counters", channel), serde_json::to_vec(&queue.counters).expect("counters serialise")),
+            Op::Put(
+                Space::Meta,
+                meta_key("counters", channel),
+                serde_json::to_vec(&queue.counters).expect("counters serialise"),
+            ),
         ]
     }
 
-    fn read_body(&self, channel: &ChannelName, sequence: u64) -> Result<Option<Bytes>, BufferError> {
-        let value = self.inner.store.messages.get(message_key(channel, sequence)).map_err(storage)?;
-        Ok(value.map(|v| Message::decode(&v).map(|m| m.body)).transpose().map_err(storage)?)
+    fn read_body(
+        &self,
+        channel: &ChannelName,
+        sequence: u64,
+    ) -> Result<Option<Bytes>, BufferError> {
+        let value = self
+            .inner
+            .store
+            .messages
+            .get(message_key(channel, sequence))
+            .map_err(storage)?;
+        value
+            .map(|v| Message::decode(&v).map(|m| m.body))
+            .transpose()
+            .map_err(storage)
     }
 }
 
 fn read_u64(ks: &Keyspace, key: &[u8]) -> Result<Option<u64>, BufferError> {
-    Ok(ks.get(key).map_err(storage)?.and_then(|v| <[u8; 8]>::try_from(&v[..]).ok()).map(u64::from_be_bytes))
+    Ok(ks
+        .get(key)
+        .map_err(storage)?
+        .and_then(|v| <[u8; 8]>::try_from(&v[..]).ok())
+        .map(u64::from_be_bytes))
 }
 
 fn run_writer(store: Store, jobs: std::sync::mpsc::Receiver<WriteJob>) {
@@ -292,14 +369,21 @@ fn apply_group(
                 let hw = high_water.entry(channel.clone()).or_insert(0);
                 if *sequence > *hw {
                     *hw = *sequence;
-                    batch.insert(&store.meta, meta_key("sequence", channel), sequence.to_be_bytes().to_vec());
+                    batch.insert(
+                        &store.meta,
+                        meta_key("sequence", channel),
+                        sequence.to_be_bytes().to_vec(),
+                    );
                 }
             }
         }
     }
     batch.commit().map_err(|e| e.to_string())?;
     if sync {
-        store.db.persist(PersistMode::SyncAll).map_err(|e| e.to_string())?;
+        store
+            .db
+            .persist(PersistMode::SyncAll)
+            .map_err(|e| e.to_string())?;
     }
     Ok(())
 }
@@ -309,7 +393,12 @@ fn decode_dead(record: &[u8]) -> Option<DeadLetter> {
     let info: DeadInfo = serde_json::from_slice(record.get(4..4 + len)?).ok()?;
     let mut message = Message::decode(record.get(4 + len..)?).ok()?;
     message.delivery_count = info.delivery_count;
-    Some(DeadLetter { message, reason: info.reason, error: info.error, dead_lettered_at: info.dead_lettered_at })
+    Some(DeadLetter {
+        message,
+        reason: info.reason,
+        error: info.error,
+        dead_lettered_at: info.dead_lettered_at,
+    })
 }
 
 async fn sweep(inner: std::sync::Weak<Inner>, stop: CancellationToken) {
@@ -322,8 +411,14 @@ async fn sweep(inner: std::sync::Weak<Inner>, stop: CancellationToken) {
         }
         let Some(inner) = inner.upgrade() else { return };
         let buffer = Embedded { inner };
-        let channels: Vec<(ChannelName, Arc<Channel>)> =
-            buffer.inner.channels.lock().expect("channel map lock").iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let channels: Vec<(ChannelName, Arc<Channel>)> = buffer
+            .inner
+            .channels
+            .lock()
+            .expect("channel map lock")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         for (name, channel) in channels {
             let settings = channel.settings.lock().expect("settings lock").clone();
             let (ops, moved) = sweep_channel(&name, &channel, &settings);
@@ -339,22 +434,45 @@ async fn sweep(inner: std::sync::Weak<Inner>, stop: CancellationToken) {
 
 /// Expired leases back to the queue (or to the dead letters), due retries back to the queue,
 /// expired messages at the head of the queue to the dead letters.
-fn sweep_channel(name: &ChannelName, channel: &Channel, settings: &ChannelSettings) -> (Vec<Op>, bool) {
+fn sweep_channel(
+    name: &ChannelName,
+    channel: &Channel,
+    settings: &ChannelSettings,
+) -> (Vec<Op>, bool) {
     let now = Instant::now();
     let wall = Utc::now();
     let mut ops = Vec::new();
     let mut moved = false;
     let mut q = channel.queue.lock().expect("queue lock");
-    let timed_out: Vec<MessageId> = q.in_flight.iter().filter(|(_, l)| l.deadline <= now).map(|(id, _)| id.clone()).collect();
+    let timed_out: Vec<MessageId> = q
+        .in_flight
+        .iter()
+        .filter(|(_, l)| l.deadline <= now)
+        .map(|(id, _)| id.clone())
+        .collect();
     for id in timed_out {
         let lease = q.in_flight.remove(&id).expect("listed above");
         decrement(&mut q.leases_per_connection, &lease.connection);
         moved = true;
         if lease.meta.delivery_count >= settings.max_delivery_attempts {
-            let error = Some(format!("not acked within {}s, {} times", settings.ack_timeout.as_secs(), lease.meta.delivery_count));
-            ops.extend(Embedded::bury(&mut q, name, &lease.meta, DeadReason::MaxAttempts, error));
+            let error = Some(format!(
+                "not acked within {}s, {} times",
+                settings.ack_timeout.as_secs(),
+                lease.meta.delivery_count
+            ));
+            ops.extend(Embedded::bury(
+                &mut q,
+                name,
+                &lease.meta,
+                DeadReason::MaxAttempts,
+                error,
+            ));
         } else {
-            ops.push(Op::Put(Space::Meta, attempts_key(name, lease.meta.sequence), u64::from(lease.meta.delivery_count).to_be_bytes().to_vec()));
+            ops.push(Op::Put(
+                Space::Meta,
+                attempts_key(name, lease.meta.sequence),
+                u64::from(lease.meta.delivery_count).to_be_bytes().to_vec(),
+            ));
             q.ready.insert(lease.meta.sequence, lease.meta);
         }
     }
@@ -371,7 +489,13 @@ fn sweep_channel(name: &ChannelName, channel: &Channel, settings: &ChannelSettin
             break;
         }
         let meta = entry.remove();
-        ops.extend(Embedded::bury(&mut q, name, &meta, DeadReason::Expired, None));
+        ops.extend(Embedded::bury(
+            &mut q,
+            name,
+            &meta,
+            DeadReason::Expired,
+            None,
+        ));
     }
     (ops, moved)
 }
@@ -389,12 +513,24 @@ fn decrement(map: &mut HashMap<ConnectionId, u32>, connection: &ConnectionId) {
 impl Buffer for Embedded {
     async fn configure(&self, channels: &[ChannelSettings]) -> Result<(), BufferError> {
         for settings in channels {
-            let existing = self.inner.channels.lock().expect("channel map lock").get(&settings.name).cloned();
+            let existing = self
+                .inner
+                .channels
+                .lock()
+                .expect("channel map lock")
+                .get(&settings.name)
+                .cloned();
             match existing {
-                Some(channel) => *channel.settings.lock().expect("settings lock") = settings.clone(),
+                Some(channel) => {
+                    *channel.settings.lock().expect("settings lock") = settings.clone()
+                }
                 None => {
                     let channel = Arc::new(self.load_channel(settings)?);
-                    self.inner.channels.lock().expect("channel map lock").insert(settings.name.clone(), channel);
+                    self.inner
+                        .channels
+                        .lock()
+                        .expect("channel map lock")
+                        .insert(settings.name.clone(), channel);
                 }
             }
         }
@@ -406,7 +542,10 @@ impl Buffer for Embedded {
         let settings = channel.settings.lock().expect("settings lock").clone();
         let sequence = {
             let mut q = channel.queue.lock().expect("queue lock");
-            let held = q.ready.len() as u64 + q.delayed.len() as u64 + q.in_flight.len() as u64 + q.pending;
+            let held = q.ready.len() as u64
+                + q.delayed.len() as u64
+                + q.in_flight.len() as u64
+                + q.pending;
             if held >= settings.max_queue_size {
                 return Err(BufferError::Full(new.channel));
             }
@@ -422,15 +561,24 @@ impl Buffer for Embedded {
             webhook_id: new.webhook_id,
             sequence,
             received_at,
-            expires_at: received_at.checked_add_signed(ttl).unwrap_or(DateTime::<Utc>::MAX_UTC),
+            expires_at: received_at
+                .checked_add_signed(ttl)
+                .unwrap_or(DateTime::<Utc>::MAX_UTC),
             source_ip: new.source_ip,
             headers: new.headers,
             body: new.body,
             delivery_count: 0,
         };
         let ops = vec![
-            Op::Put(Space::Messages, message_key(&new.channel, sequence), message.encode()),
-            Op::Sequence { channel: new.channel.clone(), sequence },
+            Op::Put(
+                Space::Messages,
+                message_key(&new.channel, sequence),
+                message.encode(),
+            ),
+            Op::Sequence {
+                channel: new.channel.clone(),
+                sequence,
+            },
         ];
         let result = self.write(ops).await;
         let mut q = channel.queue.lock().expect("queue lock");
@@ -439,10 +587,18 @@ impl Buffer for Embedded {
         q.ready.insert(sequence, message.meta());
         drop(q);
         channel.notify.notify_waiters();
-        Ok(Stored { id: message.id, sequence })
+        Ok(Stored {
+            id: message.id,
+            sequence,
+        })
     }
 
-    async fn next(&self, name: &ChannelName, connection: &ConnectionId, max_in_flight: u32) -> Result<Message, BufferError> {
+    async fn next(
+        &self,
+        name: &ChannelName,
+        connection: &ConnectionId,
+        max_in_flight: u32,
+    ) -> Result<Message, BufferError> {
         let channel = self.channel(name)?;
         loop {
             let notified = channel.notify.notified();
@@ -454,20 +610,36 @@ impl Buffer for Embedded {
             let leased = {
                 let settings = channel.settings.lock().expect("settings lock").clone();
                 let mut q = channel.queue.lock().expect("queue lock");
-                let held = q.leases_per_connection.get(connection).copied().unwrap_or(0);
+                let held = q
+                    .leases_per_connection
+                    .get(connection)
+                    .copied()
+                    .unwrap_or(0);
                 let mut ops = Vec::new();
                 let mut leased = None;
                 if held < max_in_flight {
                     while let Some((_, mut meta)) = q.ready.pop_first() {
                         if meta.expires_at <= Utc::now() {
-                            ops.extend(Embedded::bury(&mut q, name, &meta, DeadReason::Expired, None));
+                            ops.extend(Embedded::bury(
+                                &mut q,
+                                name,
+                                &meta,
+                                DeadReason::Expired,
+                                None,
+                            ));
                             continue;
                         }
                         meta.delivery_count += 1;
-                        *q.leases_per_connection.entry(connection.clone()).or_insert(0) += 1;
+                        *q.leases_per_connection
+                            .entry(connection.clone())
+                            .or_insert(0) += 1;
                         q.in_flight.insert(
                             meta.id.clone(),
-                            Lease { meta: meta.clone(), connection: connection.clone(), deadline: Instant::now() + settings.ack_timeout },
+                            Lease {
+                                meta: meta.clone(),
+                                connection: connection.clone(),
+                                deadline: Instant::now() + settings.ack_timeout,
+                            },
                         );
                         leased = Some(meta);
                         break;
@@ -494,7 +666,12 @@ impl Buffer for Embedded {
         }
     }
 
-    async fn ack(&self, name: &ChannelName, connection: &ConnectionId, id: &MessageId) -> Result<bool, BufferError> {
+    async fn ack(
+        &self,
+        name: &ChannelName,
+        connection: &ConnectionId,
+        id: &MessageId,
+    ) -> Result<bool, BufferError> {
         let channel = self.channel(name)?;
         let ops = {
             let mut q = channel.queue.lock().expect("queue lock");
@@ -508,7 +685,11 @@ impl Buffer for Embedded {
             vec![
                 Op::Delete(Space::Messages, message_key(name, lease.meta.sequence)),
                 Op::Delete(Space::Meta, attempts_key(name, lease.meta.sequence)),
-                Op::Put(Space::Meta, meta_key("counters", name), serde_json::to_vec(&q.counters).expect("counters serialise")),
+                Op::Put(
+                    Space::Meta,
+                    meta_key("counters", name),
+                    serde_json::to_vec(&q.counters).expect("counters serialise"),
+                ),
             ]
         };
         self.send(WriteJob { ops, done: None })?;
@@ -525,7 +706,11 @@ impl Buffer for Embedded {
         reason: Option<String>,
     ) -> Result<Option<NackOutcome>, BufferError> {
         let channel = self.channel(name)?;
-        let max_attempts = channel.settings.lock().expect("settings lock").max_delivery_attempts;
+        let max_attempts = channel
+            .settings
+            .lock()
+            .expect("settings lock")
+            .max_delivery_attempts;
         let (ops, outcome) = {
             let mut q = channel.queue.lock().expect("queue lock");
             match q.in_flight.get(id) {
@@ -536,11 +721,21 @@ impl Buffer for Embedded {
             decrement(&mut q.leases_per_connection, connection);
             let meta = lease.meta;
             if !retry {
-                (Embedded::bury(&mut q, name, &meta, DeadReason::Rejected, reason), NackOutcome::DeadLettered)
+                (
+                    Embedded::bury(&mut q, name, &meta, DeadReason::Rejected, reason),
+                    NackOutcome::DeadLettered,
+                )
             } else if meta.delivery_count >= max_attempts {
-                (Embedded::bury(&mut q, name, &meta, DeadReason::MaxAttempts, reason), NackOutcome::DeadLettered)
+                (
+                    Embedded::bury(&mut q, name, &meta, DeadReason::MaxAttempts, reason),
+                    NackOutcome::DeadLettered,
+                )
             } else {
-                let ops = vec![Op::Put(Space::Meta, attempts_key(name, meta.sequence), u64::from(meta.delivery_count).to_be_bytes().to_vec())];
+                let ops = vec![Op::Put(
+                    Space::Meta,
+                    attempts_key(name, meta.sequence),
+                    u64::from(meta.delivery_count).to_be_bytes().to_vec(),
+                )];
                 let due = Instant::now() + retry_delay(meta.delivery_count);
                 q.delayed.insert((due, meta.sequence), meta);
                 (ops, NackOutcome::Requeued)
@@ -551,12 +746,20 @@ impl Buffer for Embedded {
         Ok(Some(outcome))
     }
 
-    async fn release(&self, name: &ChannelName, connection: &ConnectionId) -> Result<usize, BufferError> {
+    async fn release(
+        &self,
+        name: &ChannelName,
+        connection: &ConnectionId,
+    ) -> Result<usize, BufferError> {
         let channel = self.channel(name)?;
         let released = {
             let mut q = channel.queue.lock().expect("queue lock");
-            let ids: Vec<MessageId> =
-                q.in_flight.iter().filter(|(_, l)| &l.connection == connection).map(|(id, _)| id.clone()).collect();
+            let ids: Vec<MessageId> = q
+                .in_flight
+                .iter()
+                .filter(|(_, l)| &l.connection == connection)
+                .map(|(id, _)| id.clone())
+                .collect();
             for id in &ids {
                 let lease = q.in_flight.remove(id).expect("listed above");
                 q.ready.insert(lease.meta.sequence, lease.meta);
@@ -582,12 +785,24 @@ impl Buffer for Embedded {
         })
     }
 
-    async fn dead_letters(&self, name: &ChannelName, limit: usize, offset: usize) -> Result<Vec<DeadLetter>, BufferError> {
+    async fn dead_letters(
+        &self,
+        name: &ChannelName,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Vec<DeadLetter>, BufferError> {
         self.channel(name)?;
         // Dead letters are written by the writer thread; make sure queued moves are visible.
         self.write(Vec::new()).await?;
         let mut out = Vec::new();
-        for item in self.inner.store.dead.prefix(channel_prefix(name)).skip(offset).take(limit) {
+        for item in self
+            .inner
+            .store
+            .dead
+            .prefix(channel_prefix(name))
+            .skip(offset)
+            .take(limit)
+        {
             let (_, value) = item.into_inner().map_err(storage)?;
             if let Some(dead) = decode_dead(&value) {
                 out.push(dead);
@@ -596,10 +811,19 @@ impl Buffer for Embedded {
         Ok(out)
     }
 
-    async fn queued(&self, name: &ChannelName, limit: usize) -> Result<Vec<MessageMeta>, BufferError> {
+    async fn queued(
+        &self,
+        name: &ChannelName,
+        limit: usize,
+    ) -> Result<Vec<MessageMeta>, BufferError> {
         let channel = self.channel(name)?;
         let q = channel.queue.lock().expect("queue lock");
-        Ok(q.ready.values().chain(q.delayed.values()).take(limit).cloned().collect())
+        Ok(q.ready
+            .values()
+            .chain(q.delayed.values())
+            .take(limit)
+            .cloned()
+            .collect())
     }
 
     async fn healthy(&self) -> bool {
@@ -609,7 +833,14 @@ impl Buffer for Embedded {
     async fn close(&self) {
         // Wake every waiting `next` so streams end, then let the writer make all writes durable.
         self.inner.stop.cancel();
-        let channels: Vec<Arc<Channel>> = self.inner.channels.lock().expect("channel map lock").values().cloned().collect();
+        let channels: Vec<Arc<Channel>> = self
+            .inner
+            .channels
+            .lock()
+            .expect("channel map lock")
+            .values()
+            .cloned()
+            .collect();
         for c in channels {
             c.notify.notify_waiters();
         }
@@ -663,11 +894,20 @@ mod tests {
         let s1 = b.enqueue(new("c", b"one")).await.unwrap();
         b.enqueue(new("c", b"two")).await.unwrap();
         b.enqueue(new("c", b"three")).await.unwrap();
-        assert!(matches!(b.enqueue(new("c", b"four")).await, Err(BufferError::Full(_))));
+        assert!(matches!(
+            b.enqueue(new("c", b"four")).await,
+            Err(BufferError::Full(_))
+        ));
         let m = b.next(&ch, &conn, 10).await.unwrap();
-        assert_eq!((m.id.clone(), &m.body[..], m.delivery_count), (s1.id.clone(), &b"one"[..], 1));
+        assert_eq!(
+            (m.id.clone(), &m.body[..], m.delivery_count),
+            (s1.id.clone(), &b"one"[..], 1)
+        );
         assert!(b.ack(&ch, &conn, &m.id).await.unwrap());
-        assert!(!b.ack(&ch, &conn, &m.id).await.unwrap(), "a second ack is ignored");
+        assert!(
+            !b.ack(&ch, &conn, &m.id).await.unwrap(),
+            "a second ack is ignored"
+        );
         let stats = b.stats(&ch).await.unwrap();
         assert_eq!((stats.messages_queued, stats.messages_delivered), (2, 1));
     }
@@ -685,7 +925,11 @@ mod tests {
         }
         let b = open(dir.path(), settings("c")).await;
         let m = b.next(&ch, &"k2".into(), 10).await.unwrap();
-        assert_eq!(&m.body[..], b"kept", "an unacked lease is queued again after a restart");
+        assert_eq!(
+            &m.body[..],
+            b"kept",
+            "an unacked lease is queued again after a restart"
+        );
         assert_eq!(b.enqueue(new("c", b"x")).await.unwrap().sequence, 2);
     }
 
@@ -696,11 +940,17 @@ mod tests {
         let (ch, conn): (ChannelName, ConnectionId) = ("c".into(), "k".into());
         b.enqueue(new("c", b"bad")).await.unwrap();
         let m = b.next(&ch, &conn, 10).await.unwrap();
-        let out = b.nack(&ch, &conn, &m.id, false, Some("target answered 400".into())).await.unwrap();
+        let out = b
+            .nack(&ch, &conn, &m.id, false, Some("target answered 400".into()))
+            .await
+            .unwrap();
         assert_eq!(out, Some(NackOutcome::DeadLettered));
         let dead = b.dead_letters(&ch, 10, 0).await.unwrap();
         assert_eq!(dead.len(), 1);
-        assert_eq!((dead[0].reason, dead[0].error.as_deref()), (DeadReason::Rejected, Some("target answered 400")));
+        assert_eq!(
+            (dead[0].reason, dead[0].error.as_deref()),
+            (DeadReason::Rejected, Some("target answered 400"))
+        );
         assert_eq!(&dead[0].message.body[..], b"bad");
         assert_eq!(b.stats(&ch).await.unwrap().messages_dead_lettered, 1);
     }
@@ -712,11 +962,23 @@ mod tests {
         let (ch, conn): (ChannelName, ConnectionId) = ("c".into(), "k".into());
         b.enqueue(new("c", b"flaky")).await.unwrap();
         let m = b.next(&ch, &conn, 10).await.unwrap();
-        assert_eq!(b.nack(&ch, &conn, &m.id, true, None).await.unwrap(), Some(NackOutcome::Requeued));
-        let m = tokio::time::timeout(Duration::from_secs(5), b.next(&ch, &conn, 10)).await.unwrap().unwrap();
+        assert_eq!(
+            b.nack(&ch, &conn, &m.id, true, None).await.unwrap(),
+            Some(NackOutcome::Requeued)
+        );
+        let m = tokio::time::timeout(Duration::from_secs(5), b.next(&ch, &conn, 10))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(m.delivery_count, 2);
-        assert_eq!(b.nack(&ch, &conn, &m.id, true, None).await.unwrap(), Some(NackOutcome::DeadLettered));
-        assert_eq!(b.dead_letters(&ch, 10, 0).await.unwrap()[0].reason, DeadReason::MaxAttempts);
+        assert_eq!(
+            b.nack(&ch, &conn, &m.id, true, None).await.unwrap(),
+            Some(NackOutcome::DeadLettered)
+        );
+        assert_eq!(
+            b.dead_letters(&ch, 10, 0).await.unwrap()[0].reason,
+            DeadReason::MaxAttempts
+        );
     }
 
     #[tokio::test]
@@ -728,7 +990,10 @@ mod tests {
         b.enqueue(new("c", b"2")).await.unwrap();
         let first = b.next(&ch, &conn, 1).await.unwrap();
         let blocked = tokio::time::timeout(Duration::from_millis(200), b.next(&ch, &conn, 1)).await;
-        assert!(blocked.is_err(), "a connection at max_in_flight gets nothing more");
+        assert!(
+            blocked.is_err(),
+            "a connection at max_in_flight gets nothing more"
+        );
         let other = b.next(&ch, &"other".into(), 1).await.unwrap();
         assert_ne!(first.id, other.id, "another connection is not blocked");
         assert_eq!(b.release(&ch, &conn).await.unwrap(), 1);
@@ -746,7 +1011,10 @@ mod tests {
         let ch: ChannelName = "c".into();
         b.enqueue(new("c", b"slow")).await.unwrap();
         let m = b.next(&ch, &"k".into(), 10).await.unwrap();
-        let again = tokio::time::timeout(Duration::from_secs(5), b.next(&ch, &"k2".into(), 10)).await.unwrap().unwrap();
+        let again = tokio::time::timeout(Duration::from_secs(5), b.next(&ch, &"k2".into(), 10))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(again.id, m.id);
 
         let mut s = settings("t");

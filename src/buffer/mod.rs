@@ -171,7 +171,12 @@ pub trait Buffer: Send + Sync + 'static {
     ) -> Result<Message, BufferError>;
 
     /// Acks a message leased to `connection`. `Ok(false)`: it was not in flight there (ignored).
-    async fn ack(&self, channel: &ChannelName, connection: &ConnectionId, id: &MessageId) -> Result<bool, BufferError>;
+    async fn ack(
+        &self,
+        channel: &ChannelName,
+        connection: &ConnectionId,
+        id: &MessageId,
+    ) -> Result<bool, BufferError>;
 
     /// Nacks a message leased to `connection`; `None` when it was not in flight there.
     async fn nack(
@@ -184,16 +189,29 @@ pub trait Buffer: Send + Sync + 'static {
     ) -> Result<Option<NackOutcome>, BufferError>;
 
     /// Returns every lease of `connection` to the queue at once (it disconnected).
-    async fn release(&self, channel: &ChannelName, connection: &ConnectionId) -> Result<usize, BufferError>;
+    async fn release(
+        &self,
+        channel: &ChannelName,
+        connection: &ConnectionId,
+    ) -> Result<usize, BufferError>;
 
     /// Counts of a channel.
     async fn stats(&self, channel: &ChannelName) -> Result<BufferStats, BufferError>;
 
     /// Dead letters of a channel, oldest first.
-    async fn dead_letters(&self, channel: &ChannelName, limit: usize, offset: usize) -> Result<Vec<DeadLetter>, BufferError>;
+    async fn dead_letters(
+        &self,
+        channel: &ChannelName,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Vec<DeadLetter>, BufferError>;
 
     /// Metadata of queued (not in flight) messages, oldest first.
-    async fn queued(&self, channel: &ChannelName, limit: usize) -> Result<Vec<MessageMeta>, BufferError>;
+    async fn queued(
+        &self,
+        channel: &ChannelName,
+        limit: usize,
+    ) -> Result<Vec<MessageMeta>, BufferError>;
 
     /// Whether the backend is reachable and writable.
     async fn healthy(&self) -> bool;

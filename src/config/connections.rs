@@ -30,7 +30,12 @@ impl ConnectionsConfig {
     /// Validates a parsed connections.json document.
     pub fn from_json(file: &str, value: Value) -> Result<Self, ConfigErrors> {
         let Value::Object(entries) = value else {
-            return Err(ConfigError::new(file, "", "expected an object of connection name → settings").into());
+            return Err(ConfigError::new(
+                file,
+                "",
+                "expected an object of connection name → settings",
+            )
+            .into());
         };
         let errors: Vec<ConfigError> = entries
             .iter()
@@ -44,7 +49,9 @@ impl ConnectionsConfig {
             })
             .collect();
         if errors.is_empty() {
-            Ok(Self { connections: entries.into_iter().collect() })
+            Ok(Self {
+                connections: entries.into_iter().collect(),
+            })
         } else {
             Err(ConfigErrors(errors))
         }

@@ -219,10 +219,26 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
     ("CONNECTOR_TOKEN", "token", Kind::Text),
     ("CONNECTOR_PROTOCOL", "protocol", Kind::Text),
     ("CONNECTOR_RECONNECT_DELAY", "reconnect_delay", Kind::Number),
-    ("CONNECTOR_MAX_RECONNECT_DELAY", "max_reconnect_delay", Kind::Number),
-    ("CONNECTOR_HEARTBEAT_TIMEOUT", "heartbeat_timeout", Kind::Number),
-    ("CONNECTOR_CONNECTION_TIMEOUT", "connection_timeout", Kind::Number),
-    ("CONNECTOR_MAX_CONCURRENT_REQUESTS", "max_concurrent_requests", Kind::Number),
+    (
+        "CONNECTOR_MAX_RECONNECT_DELAY",
+        "max_reconnect_delay",
+        Kind::Number,
+    ),
+    (
+        "CONNECTOR_HEARTBEAT_TIMEOUT",
+        "heartbeat_timeout",
+        Kind::Number,
+    ),
+    (
+        "CONNECTOR_CONNECTION_TIMEOUT",
+        "connection_timeout",
+        Kind::Number,
+    ),
+    (
+        "CONNECTOR_MAX_CONCURRENT_REQUESTS",
+        "max_concurrent_requests",
+        Kind::Number,
+    ),
     ("CONNECTOR_ACK_TIMEOUT", "ack_timeout", Kind::Number),
     ("CONNECTOR_LOG_LEVEL", "log_level", Kind::Text),
     ("CONNECTOR_VERIFY_SSL", "verify_ssl", Kind::Bool),
@@ -231,7 +247,11 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
     ("CONNECTOR_CLIENT_KEY_PATH", "client_key_path", Kind::Text),
     ("CONNECTOR_ID", "connector_id", Kind::Text),
     ("CONNECTOR_WEBHOOKS_CONFIG", "webhooks_config", Kind::Text),
-    ("CONNECTOR_CONNECTIONS_CONFIG", "connections_config", Kind::Text),
+    (
+        "CONNECTOR_CONNECTIONS_CONFIG",
+        "connections_config",
+        Kind::Text,
+    ),
 ];
 
 /// One layer of settings: key → JSON value, as a file, the environment or flags give them.
@@ -248,7 +268,11 @@ pub fn env_layer(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Layer, Confi
             Some(v) => {
                 layer.insert((*key).to_string(), v);
             }
-            None => errors.push(ConfigError::new("<environment>", *var, format!("`{text}` is not a valid value"))),
+            None => errors.push(ConfigError::new(
+                "<environment>",
+                *var,
+                format!("`{text}` is not a valid value"),
+            )),
         }
     }
     if let Some(url) = lookup("CONNECTOR_TARGET_URL") {
@@ -262,24 +286,37 @@ pub fn env_layer(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Layer, Confi
                 Some(v) => {
                     target.insert("timeout_seconds".into(), v);
                 }
-                None => errors.push(ConfigError::new("<environment>", "CONNECTOR_TARGET_TIMEOUT", format!("`{t}` is not a number"))),
+                None => errors.push(ConfigError::new(
+                    "<environment>",
+                    "CONNECTOR_TARGET_TIMEOUT",
+                    format!("`{t}` is not a number"),
+                )),
             }
         }
         layer.insert("default_target".into(), Value::Object(target));
     }
-    if errors.is_empty() { Ok(layer) } else { Err(ConfigErrors(errors)) }
+    if errors.is_empty() {
+        Ok(layer)
+    } else {
+        Err(ConfigErrors(errors))
+    }
 }
 
 fn parse_env(text: &str, kind: Kind) -> Option<Value> {
     match kind {
         Kind::Text => Some(Value::String(text.to_string())),
-        Kind::Number => text.trim().parse::<f64>().ok().and_then(serde_json::Number::from_f64).map(|n| {
-            if n.as_f64().is_some_and(|f| f.fract() == 0.0 && f >= 0.0) {
-                Value::from(n.as_f64().expect("checked") as u64)
-            } else {
-                Value::Number(n)
-            }
-        }),
+        Kind::Number => text
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+            .map(|n| {
+                if n.as_f64().is_some_and(|f| f.fract() == 0.0 && f >= 0.0) {
+                    Value::from(n.as_f64().expect("checked") as u64)
+                } else {
+                    Value::Number(n)
+                }
+            }),
         Kind::Bool => match text.trim().to_ascii_lowercase().as_str() {
             "true" | "1" | "yes" => Some(Value::Bool(true)),
             "false" | "0" | "no" => Some(Value::Bool(false)),
@@ -311,7 +348,15 @@ impl ConnectorConfig {
         }
         for required in ["cloud_url", "channel", "token"] {
             if !merged.contains_key(required) {
-                return Err(ConfigError::new(file, required, format!("`{required}` is required (flag, `CONNECTOR_{}` or connector.json)", required.to_ascii_uppercase())).into());
+                return Err(ConfigError::new(
+                    file,
+                    required,
+                    format!(
+                        "`{required}` is required (flag, `CONNECTOR_{}` or connector.json)",
+                        required.to_ascii_uppercase()
+                    ),
+                )
+                .into());
             }
         }
         let config: Self = from_value(file, "", Value::Object(merged))?;
@@ -321,35 +366,72 @@ impl ConnectorConfig {
 
     fn validate(&self, file: &str) -> Result<(), ConfigErrors> {
         let mut errors = Vec::new();
-        let not_yet = |key: &str, what: &str| ConfigError::new(file, key, format!("{what} is not supported yet by this version of wcon"));
+        let not_yet = |key: &str, what: &str| {
+            ConfigError::new(
+                file,
+                key,
+                format!("{what} is not supported yet by this version of wcon"),
+            )
+        };
         if let Err(e) = super::webhooks::check_channel_name(self.channel.as_str()) {
             errors.push(ConfigError::new(file, "channel", e));
         }
         if !matches!(self.cloud_url.scheme(), "http" | "https" | "ws" | "wss") {
-            errors.push(ConfigError::new(file, "cloud_url", "must be an http:// or https:// URL"));
+            errors.push(ConfigError::new(
+                file,
+                "cloud_url",
+                "must be an http:// or https:// URL",
+            ));
         }
         if self.protocol != Protocol::Websocket {
             errors.push(not_yet("protocol", "a protocol other than `websocket`"));
         }
-        if !(self.reconnect_delay > 0.0) {
-            errors.push(ConfigError::new(file, "reconnect_delay", "must be greater than 0"));
+        if !positive(self.reconnect_delay) {
+            errors.push(ConfigError::new(
+                file,
+                "reconnect_delay",
+                "must be greater than 0",
+            ));
         }
-        if !(self.max_reconnect_delay >= self.reconnect_delay) {
-            errors.push(ConfigError::new(file, "max_reconnect_delay", "must be at least `reconnect_delay`"));
+        if !at_least(self.max_reconnect_delay, self.reconnect_delay) {
+            errors.push(ConfigError::new(
+                file,
+                "max_reconnect_delay",
+                "must be at least `reconnect_delay`",
+            ));
         }
-        if !(self.reconnect_backoff_multiplier >= 1.0) {
-            errors.push(ConfigError::new(file, "reconnect_backoff_multiplier", "must be at least 1"));
+        if !at_least(self.reconnect_backoff_multiplier, 1.0) {
+            errors.push(ConfigError::new(
+                file,
+                "reconnect_backoff_multiplier",
+                "must be at least 1",
+            ));
         }
-        for (key, v) in [("heartbeat_timeout", self.heartbeat_timeout), ("connection_timeout", self.connection_timeout), ("ack_timeout", self.ack_timeout)] {
-            if !(v > 0.0 && v < 1e9) {
-                errors.push(ConfigError::new(file, key, "must be a positive number of seconds"));
+        for (key, v) in [
+            ("heartbeat_timeout", self.heartbeat_timeout),
+            ("connection_timeout", self.connection_timeout),
+            ("ack_timeout", self.ack_timeout),
+        ] {
+            if !positive(v) {
+                errors.push(ConfigError::new(
+                    file,
+                    key,
+                    "must be a positive number of seconds",
+                ));
             }
         }
         if self.max_concurrent_requests == 0 {
-            errors.push(ConfigError::new(file, "max_concurrent_requests", "must be at least 1"));
+            errors.push(ConfigError::new(
+                file,
+                "max_concurrent_requests",
+                "must be at least 1",
+            ));
         }
         if !self.verify_ssl {
-            errors.push(not_yet("verify_ssl", "turning certificate verification off"));
+            errors.push(not_yet(
+                "verify_ssl",
+                "turning certificate verification off",
+            ));
         }
         for (key, present) in [
             ("ca_cert_path", self.ca_cert_path.is_some()),
@@ -363,49 +445,116 @@ impl ConnectorConfig {
         if self.webhooks_config.is_some() || self.connections_config.is_some() {
             errors.push(not_yet("webhooks_config", "module mode"));
         }
-        if self.etcd_host.is_some() || self.etcd_port.is_some() || self.etcd_prefix.is_some() || self.namespace.is_some() {
-            errors.push(ConfigError::new(file, "etcd_host", "etcd mode is not offered by wcon; use `webhooks_config` files or HTTP targets"));
+        if self.etcd_host.is_some()
+            || self.etcd_port.is_some()
+            || self.etcd_prefix.is_some()
+            || self.namespace.is_some()
+        {
+            errors.push(ConfigError::new(
+                file,
+                "etcd_host",
+                "etcd mode is not offered by wcon; use `webhooks_config` files or HTTP targets",
+            ));
         }
         if self.default_target.is_none() && self.targets.is_empty() {
-            errors.push(ConfigError::new(file, "default_target", "no delivery target: give `default_target` or `targets` (or `--to localhost:3000`)"));
+            errors.push(ConfigError::new(
+                file,
+                "default_target",
+                "no delivery target: give `default_target` or `targets` (or `--to localhost:3000`)",
+            ));
         }
-        for (at, t) in self.default_target.iter().map(|t| ("default_target".to_string(), t)).chain(self.targets.iter().map(|(id, t)| (format!("targets.{id}"), t))) {
+        for (at, t) in self
+            .default_target
+            .iter()
+            .map(|t| ("default_target".to_string(), t))
+            .chain(
+                self.targets
+                    .iter()
+                    .map(|(id, t)| (format!("targets.{id}"), t)),
+            )
+        {
             if !matches!(t.url.scheme(), "http" | "https") {
-                errors.push(ConfigError::new(file, format!("{at}.url"), "must be an http:// or https:// URL"));
+                errors.push(ConfigError::new(
+                    file,
+                    format!("{at}.url"),
+                    "must be an http:// or https:// URL",
+                ));
             }
             if http::Method::from_bytes(t.method.to_ascii_uppercase().as_bytes()).is_err() {
-                errors.push(ConfigError::new(file, format!("{at}.method"), format!("`{}` is not an HTTP method", t.method)));
+                errors.push(ConfigError::new(
+                    file,
+                    format!("{at}.method"),
+                    format!("`{}` is not an HTTP method", t.method),
+                ));
             }
-            if !(t.timeout_seconds > 0.0 && t.timeout_seconds < 1e9) {
-                errors.push(ConfigError::new(file, format!("{at}.timeout_seconds"), "must be a positive number of seconds"));
+            if !positive(t.timeout_seconds) {
+                errors.push(ConfigError::new(
+                    file,
+                    format!("{at}.timeout_seconds"),
+                    "must be a positive number of seconds",
+                ));
             }
             if t.retry_max_attempts == 0 || t.retry_max_attempts > 20 {
-                errors.push(ConfigError::new(file, format!("{at}.retry_max_attempts"), "must be between 1 and 20"));
+                errors.push(ConfigError::new(
+                    file,
+                    format!("{at}.retry_max_attempts"),
+                    "must be between 1 and 20",
+                ));
             }
-            if !(t.retry_delay_seconds >= 0.0 && t.retry_delay_seconds <= 60.0) {
-                errors.push(ConfigError::new(file, format!("{at}.retry_delay_seconds"), "must be between 0 and 60"));
+            if !(0.0..=60.0).contains(&t.retry_delay_seconds) {
+                errors.push(ConfigError::new(
+                    file,
+                    format!("{at}.retry_delay_seconds"),
+                    "must be between 0 and 60",
+                ));
             }
             if !(1.0..=10.0).contains(&t.retry_backoff_multiplier) {
-                errors.push(ConfigError::new(file, format!("{at}.retry_backoff_multiplier"), "must be between 1 and 10"));
+                errors.push(ConfigError::new(
+                    file,
+                    format!("{at}.retry_backoff_multiplier"),
+                    "must be between 1 and 10",
+                ));
             }
             for (name, value) in &t.headers {
-                if http::HeaderName::from_bytes(name.as_bytes()).is_err() || http::HeaderValue::from_str(value).is_err() {
-                    errors.push(ConfigError::new(file, format!("{at}.headers.{name}"), "not a valid HTTP header"));
+                if http::HeaderName::from_bytes(name.as_bytes()).is_err()
+                    || http::HeaderValue::from_str(value).is_err()
+                {
+                    errors.push(ConfigError::new(
+                        file,
+                        format!("{at}.headers.{name}"),
+                        "not a valid HTTP header",
+                    ));
                 }
             }
         }
-        if errors.is_empty() { Ok(()) } else { Err(ConfigErrors(errors)) }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors(errors))
+        }
     }
 
     /// The target for a webhook id: its own, else the default.
     pub fn target_for(&self, webhook_id: &WebhookId) -> Option<&TargetConfig> {
-        self.targets.get(webhook_id).or(self.default_target.as_ref())
+        self.targets
+            .get(webhook_id)
+            .or(self.default_target.as_ref())
     }
 
     /// `heartbeat_timeout` as a duration.
     pub fn heartbeat_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.heartbeat_timeout)
     }
+}
+
+/// A number of seconds a `Duration` can hold: positive, finite, below a billion.
+fn positive(seconds: f64) -> bool {
+    seconds > 0.0 && seconds < 1e9
+}
+
+/// `value >= min`, false for NaN.
+fn at_least(value: f64, min: f64) -> bool {
+    value >= min
 }
 
 /// Turns `--to` text into a target URL: `3000`, `localhost:3000`, `http://host:port/path`.
@@ -435,8 +584,10 @@ mod tests {
     }
 
     fn base() -> Layer {
-        layer(json!({"cloud_url": "http://127.0.0.1:8000", "channel": "stripe-payments", "token": "ch_tok_x",
-                     "default_target": {"url": "http://localhost:3000/webhooks"}}))
+        layer(
+            json!({"cloud_url": "http://127.0.0.1:8000", "channel": "stripe-payments", "token": "ch_tok_x",
+                     "default_target": {"url": "http://localhost:3000/webhooks"}}),
+        )
     }
 
     #[test]
@@ -445,7 +596,10 @@ mod tests {
         assert_eq!(c.max_concurrent_requests, 10);
         assert_eq!(c.protocol, Protocol::Websocket);
         let t = c.default_target.unwrap();
-        assert_eq!((t.method.as_str(), t.retry_max_attempts, t.timeout_seconds), ("POST", 3, 30.0));
+        assert_eq!(
+            (t.method.as_str(), t.retry_max_attempts, t.timeout_seconds),
+            ("POST", 3, 30.0)
+        );
         assert_eq!(format!("{:?}", c.token), "\"***\"");
     }
 
@@ -466,10 +620,16 @@ mod tests {
     #[test]
     fn targets_route_by_webhook_id() {
         let mut l = base();
-        l.insert("targets".into(), json!({"github": {"url": "http://localhost:4000/gh"}}));
+        l.insert(
+            "targets".into(),
+            json!({"github": {"url": "http://localhost:4000/gh"}}),
+        );
         let c = ConnectorConfig::from_layers("c.json", &[l]).unwrap();
         assert_eq!(c.target_for(&"github".into()).unwrap().url.path(), "/gh");
-        assert_eq!(c.target_for(&"other".into()).unwrap().url.path(), "/webhooks");
+        assert_eq!(
+            c.target_for(&"other".into()).unwrap().url.path(),
+            "/webhooks"
+        );
     }
 
     #[test]
@@ -481,14 +641,27 @@ mod tests {
         let mut l = base();
         l.insert("max_concurent_requests".into(), json!(3));
         let err = ConnectorConfig::from_layers("c.json", &[l]).unwrap_err();
-        assert!(err.to_string().contains("did you mean `max_concurrent_requests`"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("did you mean `max_concurrent_requests`"),
+            "{err}"
+        );
     }
 
     #[test]
     fn target_shorthands() {
-        assert_eq!(parse_target("3000").unwrap().as_str(), "http://localhost:3000/");
-        assert_eq!(parse_target("localhost:3000").unwrap().as_str(), "http://localhost:3000/");
-        assert_eq!(parse_target("http://127.0.0.1:9/hook").unwrap().as_str(), "http://127.0.0.1:9/hook");
+        assert_eq!(
+            parse_target("3000").unwrap().as_str(),
+            "http://localhost:3000/"
+        );
+        assert_eq!(
+            parse_target("localhost:3000").unwrap().as_str(),
+            "http://localhost:3000/"
+        );
+        assert_eq!(
+            parse_target("http://127.0.0.1:9/hook").unwrap().as_str(),
+            "http://127.0.0.1:9/hook"
+        );
         assert!(parse_target("ftp://x").is_err());
     }
 }

@@ -47,7 +47,11 @@ fn walk(
         }
         Value::Object(map) => {
             for (k, v) in map.iter_mut() {
-                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
                 walk(v, p, lookup, unset);
             }
         }
@@ -75,8 +79,8 @@ fn substitute_str(
             Some((n, d)) => (n, Some(d)),
             None => (reference, None),
         };
-        let valid_name = !name.is_empty()
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        let valid_name =
+            !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid_name {
             // Not a variable reference (e.g. literal text): keep it as written.
             out.push_str(&rest[start..start + 2 + end + 1]);
@@ -84,7 +88,10 @@ fn substitute_str(
             match (lookup(name), default) {
                 (Some(v), _) => out.push_str(&v),
                 (None, Some(d)) => out.push_str(d),
-                (None, None) => unset.push(UnsetVariable { name: name.to_string(), path: path.to_string() }),
+                (None, None) => unset.push(UnsetVariable {
+                    name: name.to_string(),
+                    path: path.to_string(),
+                }),
             }
         }
         rest = &after[end + 1..];
@@ -112,8 +119,11 @@ mod tests {
         let mut v = json!({"a": "{$HOST}", "b": ["http://{$HOST}:{$PORT}/x"],
                            "c": {"d": "{$MISSING:fallback}", "e": "{$MISSING:}"}, "n": 5});
         substitute(&mut v, &lookup).unwrap();
-        assert_eq!(v, json!({"a": "db.internal", "b": ["http://db.internal:5432/x"],
-                             "c": {"d": "fallback", "e": ""}, "n": 5}));
+        assert_eq!(
+            v,
+            json!({"a": "db.internal", "b": ["http://db.internal:5432/x"],
+                             "c": {"d": "fallback", "e": ""}, "n": 5})
+        );
     }
 
     #[test]
@@ -128,8 +138,14 @@ mod tests {
         let mut v = json!({"w": {"hmac": {"secret": "{$NOPE}"}}, "x": ["{$ALSO_NOPE}"]});
         let err = substitute(&mut v, &lookup).unwrap_err();
         assert_eq!(err.len(), 2);
-        assert!(err.contains(&UnsetVariable { name: "NOPE".into(), path: "w.hmac.secret".into() }));
-        assert!(err.contains(&UnsetVariable { name: "ALSO_NOPE".into(), path: "x[0]".into() }));
+        assert!(err.contains(&UnsetVariable {
+            name: "NOPE".into(),
+            path: "w.hmac.secret".into()
+        }));
+        assert!(err.contains(&UnsetVariable {
+            name: "ALSO_NOPE".into(),
+            path: "x[0]".into()
+        }));
     }
 
     #[test]

@@ -60,8 +60,16 @@ impl fmt::Display for ConfigErrors {
 
 impl ConfigError {
     /// A problem at `path` in `file`.
-    pub fn new(file: impl Into<String>, path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { file: file.into(), path: path.into(), message: message.into() }
+    pub fn new(
+        file: impl Into<String>,
+        path: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            file: file.into(),
+            path: path.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -91,7 +99,15 @@ pub fn read_json(path: &Path) -> Result<serde_json::Value, ConfigErrors> {
 /// Parses JSON text and substitutes `{$VAR}` references; `file` names it in errors.
 pub fn parse_json_text(file: &str, text: &str) -> Result<serde_json::Value, ConfigErrors> {
     let mut value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
-        ConfigError::new(file, "", format!("not valid JSON (line {}, column {}): {e}", e.line(), e.column()))
+        ConfigError::new(
+            file,
+            "",
+            format!(
+                "not valid JSON (line {}, column {}): {e}",
+                e.line(),
+                e.column()
+            ),
+        )
     })?;
     env::substitute_env(&mut value).map_err(|unset| {
         ConfigErrors(
@@ -119,7 +135,11 @@ pub fn from_value<T: DeserializeOwned>(
 ) -> Result<T, ConfigError> {
     serde_path_to_error::deserialize(value).map_err(|err| {
         let inner = err.path().to_string();
-        let path = if inner == "." { base_path.to_string() } else { join_path(base_path, &inner) };
+        let path = if inner == "." {
+            base_path.to_string()
+        } else {
+            join_path(base_path, &inner)
+        };
         ConfigError::new(file, path, explain_serde_error(&err.inner().to_string()))
     })
 }
@@ -195,7 +215,10 @@ mod tests {
         let v = serde_json::json!({"inner": {"channel": "c", "chanel_token": "t"}});
         let err = from_value::<Outer>("webhooks.json", "stripe", v).unwrap_err();
         assert_eq!(err.path, "stripe.inner.chanel_token");
-        assert_eq!(err.message, "unknown key `chanel_token`; did you mean `channel_token`?");
+        assert_eq!(
+            err.message,
+            "unknown key `chanel_token`; did you mean `channel_token`?"
+        );
         assert_eq!(
             err.to_string(),
             "webhooks.json: `stripe.inner.chanel_token`: unknown key `chanel_token`; did you mean `channel_token`?"
@@ -204,7 +227,10 @@ mod tests {
 
     #[test]
     fn far_keys_list_the_valid_ones() {
-        assert_eq!(unknown_key_message("zzz", &["module", "chain"]), "unknown key `zzz`; valid keys: module, chain");
+        assert_eq!(
+            unknown_key_message("zzz", &["module", "chain"]),
+            "unknown key `zzz`; valid keys: module, chain"
+        );
     }
 
     #[test]
@@ -217,7 +243,11 @@ mod tests {
 
     #[test]
     fn unset_variables_are_config_errors() {
-        let err = parse_json_text("w.json", r#"{"a":{"secret":"{$WCON_TEST_SURELY_UNSET_VAR}"}}"#).unwrap_err();
+        let err = parse_json_text(
+            "w.json",
+            r#"{"a":{"secret":"{$WCON_TEST_SURELY_UNSET_VAR}"}}"#,
+        )
+        .unwrap_err();
         assert_eq!(err.0[0].path, "a.secret");
         assert!(err.0[0].message.contains("WCON_TEST_SURELY_UNSET_VAR"));
     }

@@ -15,7 +15,12 @@ pub struct Backoff {
 impl Backoff {
     /// A backoff starting at `initial`.
     pub fn new(initial: Duration, max: Duration, multiplier: f64) -> Self {
-        Self { initial, max, multiplier: multiplier.max(1.0), next: initial }
+        Self {
+            initial,
+            max,
+            multiplier: multiplier.max(1.0),
+            next: initial,
+        }
     }
 
     /// The next delay (with jitter), and grows the one after.

@@ -16,8 +16,18 @@ use crate::protocol::WebhookFrame;
 
 /// Headers of the original request that are never replayed.
 const NOT_REPLAYED: &[&str] = &[
-    "host", "content-length", "connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
-    "te", "trailer", "transfer-encoding", "upgrade", "expect", "proxy-connection",
+    "host",
+    "content-length",
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "expect",
+    "proxy-connection",
 ];
 
 /// Longest local retry delay.
@@ -84,12 +94,18 @@ impl HttpDelivery {
         on_attempt: &(dyn Fn(&Attempt) + Send + Sync),
     ) -> Verdict {
         let Some(target) = config.target_for(&frame.webhook_id) else {
-            return Verdict::Nack { retry: false, reason: format!("no target for webhook `{}`", frame.webhook_id) };
+            return Verdict::Nack {
+                retry: false,
+                reason: format!("no target for webhook `{}`", frame.webhook_id),
+            };
         };
         let deadline = Duration::from_secs_f64(config.ack_timeout);
         match tokio::time::timeout(deadline, self.deliver_to(target, frame, on_attempt)).await {
             Ok(verdict) => verdict,
-            Err(_) => Verdict::Nack { retry: true, reason: format!("delivery did not finish within {}s", config.ack_timeout) },
+            Err(_) => Verdict::Nack {
+                retry: true,
+                reason: format!("delivery did not finish within {}s", config.ack_timeout),
+            },
         }
     }
 
@@ -99,14 +115,19 @@ impl HttpDelivery {
         frame: &WebhookFrame,
         on_attempt: &(dyn Fn(&Attempt) + Send + Sync),
     ) -> Verdict {
-        let attempts = if target.retry_enabled { target.retry_max_attempts.max(1) } else { 1 };
+        let attempts = if target.retry_enabled {
+            target.retry_max_attempts.max(1)
+        } else {
+            1
+        };
         let mut backoff = Backoff::new(
             Duration::from_secs_f64(target.retry_delay_seconds),
             MAX_RETRY_DELAY,
             target.retry_backoff_multiplier,
         );
         let body = frame_body(frame);
-        let method = Method::from_bytes(target.method.to_ascii_uppercase().as_bytes()).unwrap_or(Method::POST);
+        let method = Method::from_bytes(target.method.to_ascii_uppercase().as_bytes())
+            .unwrap_or(Method::POST);
         let mut last_reason = String::new();
         for number in 1..=attempts {
             let headers = request_headers(target, frame, number);
@@ -124,7 +145,12 @@ impl HttpDelivery {
                 Ok(r) => (Some(r.status()), None),
                 Err(e) => (None, Some(describe(e))),
             };
-            on_attempt(&Attempt { number, status, error: error.clone(), latency });
+            on_attempt(&Attempt {
+                number,
+                status,
+                error: error.clone(),
+                latency,
+            });
             let retry_after = match result {
                 Ok(response) => {
                     let status = response.status();
@@ -136,7 +162,10 @@ impl HttpDelivery {
                     }
                     last_reason = format!("target answered {status}");
                     if !is_retryable(status) {
-                        return Verdict::Nack { retry: false, reason: last_reason };
+                        return Verdict::Nack {
+                            retry: false,
+                            reason: last_reason,
+                        };
                     }
                     retry_after
                 }
@@ -146,11 +175,16 @@ impl HttpDelivery {
                 }
             };
             if number < attempts {
-                let delay = retry_after.unwrap_or_else(|| backoff.next_delay()).min(MAX_RETRY_DELAY);
+                let delay = retry_after
+                    .unwrap_or_else(|| backoff.next_delay())
+                    .min(MAX_RETRY_DELAY);
                 tokio::time::sleep(delay).await;
             }
         }
-        Verdict::Nack { retry: true, reason: last_reason }
+        Verdict::Nack {
+            retry: true,
+            reason: last_reason,
+        }
     }
 }
 
@@ -160,7 +194,14 @@ pub fn is_retryable(status: StatusCode) -> bool {
 }
 
 fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
-    headers.get(http::header::RETRY_AFTER)?.to_str().ok()?.trim().parse::<u64>().ok().map(Duration::from_secs)
+    headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
 }
 
 fn describe(e: &reqwest::Error) -> String {
@@ -180,24 +221,36 @@ pub fn request_headers(target: &TargetConfig, frame: &WebhookFrame, attempt: u32
         if NOT_REPLAYED.contains(&name.as_str()) {
             continue;
         }
-        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
             headers.append(n, v);
         }
     }
     for (name, value) in &target.headers {
-        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
             headers.insert(n, v);
         }
     }
     if !headers.contains_key(http::header::CONTENT_TYPE) && frame.body_b64.is_none() {
-        headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
     }
     let ours = [
         ("x-webhook-message-id", frame.message_id.to_string()),
         ("x-webhook-id", frame.webhook_id.to_string()),
         ("x-webhook-attempt", attempt.to_string()),
         ("x-webhook-sequence", frame.sequence.to_string()),
-        ("x-webhook-delivery-count", frame.delivery_count.unwrap_or(1).to_string()),
+        (
+            "x-webhook-delivery-count",
+            frame.delivery_count.unwrap_or(1).to_string(),
+        ),
     ];
     for (name, value) in ours {
         if let Ok(v) = HeaderValue::from_str(&value) {
@@ -244,7 +297,11 @@ mod tests {
         assert_eq!(h["x-webhook-message-id"], "msg_1");
         assert_eq!(h["x-webhook-id"], "stripe");
         assert_eq!(h["x-webhook-attempt"], "2");
-        assert!(!h.contains_key("host") && !h.contains_key("content-length") && !h.contains_key("connection"));
+        assert!(
+            !h.contains_key("host")
+                && !h.contains_key("content-length")
+                && !h.contains_key("connection")
+        );
     }
 
     #[test]

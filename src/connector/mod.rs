@@ -126,7 +126,7 @@ pub async fn run(
 ) -> Result<(), ConnectorError> {
     let config = Arc::new(config);
     let url = transport::ws::stream_url(&config.cloud_url, &config.channel)
-        .map_err(|_| ConnectorError::Url(config.cloud_url.to_string()))?;
+        .ok_or_else(|| ConnectorError::Url(config.cloud_url.to_string()))?;
     let ctx = Arc::new(Context {
         permits: Arc::new(Semaphore::new(config.max_concurrent_requests as usize)),
         delivery: HttpDelivery::new(),

@@ -41,12 +41,22 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| ApiError::unauthorized("missing authorization header"))?;
-    let token = presented.strip_prefix("Bearer ").unwrap_or(presented).trim();
-    if expected.matches(token) { Ok(()) } else { Err(ApiError::unauthorized("invalid admin token")) }
+    let token = presented
+        .strip_prefix("Bearer ")
+        .unwrap_or(presented)
+        .trim();
+    if expected.matches(token) {
+        Ok(())
+    } else {
+        Err(ApiError::unauthorized("invalid admin token"))
+    }
 }
 
 fn channel(state: &AppState, name: &str) -> Result<Arc<Channel>, ApiError> {
-    state.channels.get(name).ok_or_else(|| ApiError::not_found("channel not found"))
+    state
+        .channels
+        .get(name)
+        .ok_or_else(|| ApiError::not_found("channel not found"))
 }
 
 async fn stats_json(state: &AppState, channel: &Channel) -> Result<Value, ApiError> {
@@ -85,7 +95,10 @@ async fn health(State(state): State<Arc<AppState>>) -> Json<Value> {
     }))
 }
 
-async fn list_channels(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+async fn list_channels(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
     authorize(&state, &headers)?;
     let list: Vec<Value> = state
         .channels
@@ -165,11 +178,20 @@ async fn dead_letters(
     authorize(&state, &headers)?;
     let c = channel(&state, &name)?;
     let limit = page.limit.clamp(1, 1000);
-    let dead = state.buffer.dead_letters(c.name(), limit, page.offset).await.map_err(|e| {
-        tracing::error!(channel = %c.name(), error = %e, "cannot read dead letters");
-        ApiError::unavailable("buffer_unavailable", "the buffer cannot be read", 5)
-    })?;
-    let total = state.buffer.stats(c.name()).await.map(|s| s.messages_dead_lettered).unwrap_or(0);
+    let dead = state
+        .buffer
+        .dead_letters(c.name(), limit, page.offset)
+        .await
+        .map_err(|e| {
+            tracing::error!(channel = %c.name(), error = %e, "cannot read dead letters");
+            ApiError::unavailable("buffer_unavailable", "the buffer cannot be read", 5)
+        })?;
+    let total = state
+        .buffer
+        .stats(c.name())
+        .await
+        .map(|s| s.messages_dead_lettered)
+        .unwrap_or(0);
     let messages: Vec<Value> = dead
         .iter()
         .map(|d| {
@@ -191,5 +213,7 @@ async fn dead_letters(
             })
         })
         .collect();
-    Ok(Json(json!({"channel": c.name(), "count": messages.len(), "total": total, "messages": messages})))
+    Ok(Json(
+        json!({"channel": c.name(), "count": messages.len(), "total": total, "messages": messages}),
+    ))
 }

@@ -18,12 +18,18 @@ pub struct ApiError {
 impl ApiError {
     /// An error with a status, a stable code and a human detail.
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
-        Self { status, code, detail: detail.into(), headers: Vec::new() }
+        Self {
+            status,
+            code,
+            detail: detail.into(),
+            headers: Vec::new(),
+        }
     }
 
     /// Adds `Retry-After: seconds`.
     pub fn retry_after(mut self, seconds: u64) -> Self {
-        self.headers.push((http::header::RETRY_AFTER, HeaderValue::from(seconds)));
+        self.headers
+            .push((http::header::RETRY_AFTER, HeaderValue::from(seconds)));
         self
     }
 

@@ -54,12 +54,14 @@ pub struct Connection {
 impl Connection {
     /// Records a sign of life.
     pub fn touch(&self) {
-        self.last_heartbeat_ms.store(Utc::now().timestamp_millis(), Ordering::Relaxed);
+        self.last_heartbeat_ms
+            .store(Utc::now().timestamp_millis(), Ordering::Relaxed);
     }
 
     /// The last sign of life.
     pub fn last_heartbeat(&self) -> DateTime<Utc> {
-        DateTime::from_timestamp_millis(self.last_heartbeat_ms.load(Ordering::Relaxed)).unwrap_or_default()
+        DateTime::from_timestamp_millis(self.last_heartbeat_ms.load(Ordering::Relaxed))
+            .unwrap_or_default()
     }
 }
 
@@ -184,7 +186,11 @@ impl Channel {
         if connections.len() >= self.config.max_connections as usize {
             return Err(AttachError::Full);
         }
-        let id = ConnectionId(format!("{}_{:012x}", short(protocol), rand::random::<u64>() & 0xffff_ffff_ffff));
+        let id = ConnectionId(format!(
+            "{}_{:012x}",
+            short(protocol),
+            rand::random::<u64>() & 0xffff_ffff_ffff
+        ));
         let now = Utc::now();
         let connection = Arc::new(Connection {
             connector_id: connector_id.unwrap_or_else(|| ConnectorId(id.0.clone())),
@@ -204,12 +210,19 @@ impl Channel {
 
     /// Forgets a connection.
     pub fn detach(&self, id: &ConnectionId) {
-        self.connections.lock().expect("connections lock").remove(id);
+        self.connections
+            .lock()
+            .expect("connections lock")
+            .remove(id);
     }
 
     /// A live connection by id.
     pub fn connection(&self, id: &ConnectionId) -> Option<Arc<Connection>> {
-        self.connections.lock().expect("connections lock").get(id).cloned()
+        self.connections
+            .lock()
+            .expect("connections lock")
+            .get(id)
+            .cloned()
     }
 
     /// How many connections are live.
@@ -295,7 +308,10 @@ mod tests {
         let stop = CancellationToken::new();
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
         let first = ch.attach("websocket", None, ip, &stop).unwrap();
-        assert_eq!(ch.attach("websocket", None, ip, &stop).unwrap_err(), AttachError::Full);
+        assert_eq!(
+            ch.attach("websocket", None, ip, &stop).unwrap_err(),
+            AttachError::Full
+        );
         ch.detach(&first.id);
         assert!(ch.attach("websocket", None, ip, &stop).is_ok());
     }

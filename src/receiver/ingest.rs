@@ -45,7 +45,9 @@ pub async fn ingest_namespaced(
     body: Body,
 ) -> Result<Response, ApiError> {
     if crate::config::webhooks::check_webhook_id(&namespace).is_err() {
-        return Err(ApiError::not_found(format!("unknown namespace `{namespace}`")));
+        return Err(ApiError::not_found(format!(
+            "unknown namespace `{namespace}`"
+        )));
     }
     accept(&state, &id, peer, headers, body).await
 }
@@ -67,7 +69,10 @@ async fn accept(
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
-            format!("the body is larger than this webhook's limit of {} bytes", webhook.max_body_bytes),
+            format!(
+                "the body is larger than this webhook's limit of {} bytes",
+                webhook.max_body_bytes
+            ),
         )
     };
     let declared = headers
@@ -79,15 +84,25 @@ async fn accept(
     }
     let limit = usize::try_from(webhook.max_body_bytes).unwrap_or(usize::MAX);
     let body = axum::body::to_bytes(body, limit).await.map_err(|e| {
-        if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>()) {
+        if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+        {
             too_large()
         } else {
-            ApiError::new(StatusCode::BAD_REQUEST, "bad_request", "the request body could not be read")
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "the request body could not be read",
+            )
         }
     })?;
     if webhook.data_type == DataType::Json {
-        json_limits::check(&body)
-            .map_err(|p| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_json", p.to_string()))?;
+        json_limits::check(&body).map_err(|p| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_json",
+                p.to_string(),
+            )
+        })?;
     }
     let Route::Relay(relay) = &webhook.route;
     let stored = state
@@ -103,11 +118,19 @@ async fn accept(
         .map_err(|e| match e {
             BufferError::Full(channel) => {
                 tracing::warn!(%channel, webhook = %webhook.id, "channel full, webhook refused");
-                ApiError::unavailable("channel_full", format!("channel `{channel}` is full; retry later"), 10)
+                ApiError::unavailable(
+                    "channel_full",
+                    format!("channel `{channel}` is full; retry later"),
+                    10,
+                )
             }
             other => {
                 tracing::error!(webhook = %webhook.id, error = %other, "cannot store webhook");
-                ApiError::unavailable("buffer_unavailable", "the webhook could not be stored; retry later", 5)
+                ApiError::unavailable(
+                    "buffer_unavailable",
+                    "the webhook could not be stored; retry later",
+                    5,
+                )
             }
         })?;
     tracing::info!(webhook = %webhook.id, channel = %relay.channel, message_id = %stored.id, sequence = stored.sequence, "webhook accepted");
@@ -126,7 +149,10 @@ fn check_header_limits(headers: &HeaderMap) -> Result<(), ApiError> {
             format!("the request has more than {MAX_HEADERS} headers"),
         ));
     }
-    let bytes: usize = headers.iter().map(|(n, v)| n.as_str().len() + v.len()).sum();
+    let bytes: usize = headers
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len())
+        .sum();
     if bytes > MAX_HEADER_BYTES {
         return Err(ApiError::new(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -139,9 +165,21 @@ fn check_header_limits(headers: &HeaderMap) -> Result<(), ApiError> {
 
 /// A JSON webhook refuses bodies declared as forms or binary; other types take anything.
 fn check_content_type(data_type: DataType, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(ct) = headers.get(http::header::CONTENT_TYPE) else { return Ok(()) };
-    let media = ct.to_str().unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    let is_json = media == "application/json" || media.ends_with("+json") || media == "text/json" || media == "text/plain";
+    let Some(ct) = headers.get(http::header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let media = ct
+        .to_str()
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let is_json = media == "application/json"
+        || media.ends_with("+json")
+        || media == "text/json"
+        || media == "text/plain";
     let is_form = media == "application/x-www-form-urlencoded" || media == "multipart/form-data";
     let refused = match data_type {
         DataType::Json => !is_json,
@@ -199,11 +237,20 @@ mod tests {
             h.insert(http::header::CONTENT_TYPE, ct.parse().unwrap());
             h
         };
-        assert!(check_content_type(DataType::Json, &with("application/json; charset=utf-8")).is_ok());
+        assert!(
+            check_content_type(DataType::Json, &with("application/json; charset=utf-8")).is_ok()
+        );
         assert!(check_content_type(DataType::Json, &with("application/vnd.api+json")).is_ok());
         assert!(check_content_type(DataType::Json, &HeaderMap::new()).is_ok());
-        assert_eq!(check_content_type(DataType::Json, &with("multipart/form-data")).unwrap_err().status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
-        assert!(check_content_type(DataType::Form, &with("application/x-www-form-urlencoded")).is_ok());
+        assert_eq!(
+            check_content_type(DataType::Json, &with("multipart/form-data"))
+                .unwrap_err()
+                .status(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE
+        );
+        assert!(
+            check_content_type(DataType::Form, &with("application/x-www-form-urlencoded")).is_ok()
+        );
         assert!(check_content_type(DataType::Blob, &with("application/octet-stream")).is_ok());
     }
 }

@@ -59,7 +59,9 @@ pub fn check(body: &[u8]) -> Result<(), JsonProblem> {
             _ => {}
         }
     }
-    serde_json::from_slice::<IgnoredAny>(body).map(|_| ()).map_err(|e| JsonProblem::Invalid(e.to_string()))
+    serde_json::from_slice::<IgnoredAny>(body)
+        .map(|_| ())
+        .map_err(|e| JsonProblem::Invalid(e.to_string()))
 }
 
 #[cfg(test)]

@@ -86,8 +86,12 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), ReceiverError> {
     let channels = config.webhooks.channels();
-    let settings: Vec<ChannelSettings> = channels.values().map(ChannelSettings::from_relay).collect();
-    buffer.configure(&settings).await.map_err(ReceiverError::Buffer)?;
+    let settings: Vec<ChannelSettings> =
+        channels.values().map(ChannelSettings::from_relay).collect();
+    buffer
+        .configure(&settings)
+        .await
+        .map_err(ReceiverError::Buffer)?;
     let state = Arc::new(AppState {
         webhooks: config.webhooks,
         channels: Channels::new(channels),
@@ -97,7 +101,9 @@ pub async fn run(
         streams: TaskTracker::new(),
     });
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await;
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await;
     state.streams.close();
     state.streams.wait().await;
     buffer.close().await;
@@ -110,7 +116,11 @@ async fn root() -> impl IntoResponse {
 
 async fn health(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let buffer_ok = state.buffer.healthy().await;
-    let status = if buffer_ok { http::StatusCode::OK } else { http::StatusCode::SERVICE_UNAVAILABLE };
+    let status = if buffer_ok {
+        http::StatusCode::OK
+    } else {
+        http::StatusCode::SERVICE_UNAVAILABLE
+    };
     let body = serde_json::json!({
         "status": if buffer_ok { "healthy" } else { "unhealthy" },
         "buffer": if buffer_ok { "connected" } else { "unavailable" },

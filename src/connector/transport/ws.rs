@@ -26,17 +26,17 @@ const HEARTBEAT_EVERY: Duration = Duration::from_secs(20);
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// `ws(s)://host[/prefix]/connect/stream/{channel}` from the server's http(s) base URL.
-pub fn stream_url(base: &Url, channel: &ChannelName) -> Result<Url, ()> {
+pub fn stream_url(base: &Url, channel: &ChannelName) -> Option<Url> {
     let mut url = base.clone();
     let scheme = match base.scheme() {
         "https" | "wss" => "wss",
         _ => "ws",
     };
-    url.set_scheme(scheme)?;
+    url.set_scheme(scheme).ok()?;
     let prefix = base.path().trim_end_matches('/');
     url.set_path(&format!("{prefix}/connect/stream/{channel}"));
     url.set_query(None);
-    Ok(url)
+    Some(url)
 }
 
 /// Runs one WebSocket session until the stream ends or shutdown.
@@ -51,7 +51,11 @@ pub async fn session(ctx: &Arc<Context>, url: &Url) -> SessionEnd {
         Ok(v) => {
             request.headers_mut().insert(http::header::AUTHORIZATION, v);
         }
-        Err(_) => return SessionEnd::Unauthorized("the token has characters a header cannot carry".into()),
+        Err(_) => {
+            return SessionEnd::Unauthorized(
+                "the token has characters a header cannot carry".into(),
+            );
+        }
     }
     if let Some(id) = &config.connector_id {
         if let Ok(v) = http::HeaderValue::from_str(id.as_str()) {
@@ -76,12 +80,20 @@ pub async fn session(ctx: &Arc<Context>, url: &Url) -> SessionEnd {
             Ok(Ok((socket, _))) => socket,
         },
     };
-    ctx.emit(Event::Connected { server: server_of(url), channel: config.channel.clone(), protocol: "websocket" });
+    ctx.emit(Event::Connected {
+        server: server_of(url),
+        channel: config.channel.clone(),
+        protocol: "websocket",
+    });
     stream(ctx, socket).await
 }
 
 fn server_of(url: &Url) -> String {
-    let scheme = if url.scheme() == "wss" { "https" } else { "http" };
+    let scheme = if url.scheme() == "wss" {
+        "https"
+    } else {
+        "http"
+    };
     match url.port() {
         Some(p) => format!("{scheme}://{}:{p}", url.host_str().unwrap_or("?")),
         None => format!("{scheme}://{}", url.host_str().unwrap_or("?")),
@@ -100,7 +112,10 @@ where
     let mut heartbeat_timeout = ctx.config.heartbeat_timeout();
 
     let writer = async {
-        let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT_EVERY, HEARTBEAT_EVERY);
+        let mut beat = tokio::time::interval_at(
+            tokio::time::Instant::now() + HEARTBEAT_EVERY,
+            HEARTBEAT_EVERY,
+        );
         loop {
             tokio::select! {
                 frame = out_rx.recv() => match frame {
@@ -130,7 +145,12 @@ where
             r = tokio::time::timeout(heartbeat_timeout, source.next()) => r,
         };
         let message = match next {
-            Err(_) => break SessionEnd::Lost(format!("nothing heard from the server for {}s", heartbeat_timeout.as_secs())),
+            Err(_) => {
+                break SessionEnd::Lost(format!(
+                    "nothing heard from the server for {}s",
+                    heartbeat_timeout.as_secs()
+                ));
+            }
             Ok(None) => break SessionEnd::Lost("the server closed the connection".into()),
             Ok(Some(Err(e))) => break SessionEnd::Lost(format!("connection lost: {e}")),
             Ok(Some(Ok(m))) => m,
@@ -138,24 +158,38 @@ where
         let text = match message {
             WsMessage::Text(t) => t,
             WsMessage::Close(frame) => {
-                let why = frame.map(|f| f.reason.to_string()).filter(|r| !r.is_empty()).unwrap_or_else(|| "closed".into());
+                let why = frame
+                    .map(|f| f.reason.to_string())
+                    .filter(|r| !r.is_empty())
+                    .unwrap_or_else(|| "closed".into());
                 break SessionEnd::Lost(format!("the server closed the connection ({why})"));
             }
             _ => continue,
         };
         match serde_json::from_str::<ServerFrame>(text.as_str()) {
-            Ok(ServerFrame::Webhook(frame)) => spawn_delivery(ctx, &deliveries, &session_over, &out_tx, frame),
-            Ok(ServerFrame::Connected { connection_id, heartbeat_interval_seconds, .. }) => {
+            Ok(ServerFrame::Webhook(frame)) => {
+                spawn_delivery(ctx, &deliveries, &session_over, &out_tx, frame)
+            }
+            Ok(ServerFrame::Connected {
+                connection_id,
+                heartbeat_interval_seconds,
+                ..
+            }) => {
                 if let Some(interval) = heartbeat_interval_seconds {
                     // A server that beats every N s is dead after 3 N s of silence.
-                    heartbeat_timeout = heartbeat_timeout.max(Duration::from_secs(interval.saturating_mul(3)));
+                    heartbeat_timeout =
+                        heartbeat_timeout.max(Duration::from_secs(interval.saturating_mul(3)));
                 }
                 ctx.emit(Event::Ready { connection_id });
             }
             Ok(ServerFrame::Heartbeat { .. }) => {
-                let _ = out_tx.try_send(ConnectorFrame::Heartbeat { timestamp: Some(now_rfc3339()) });
+                let _ = out_tx.try_send(ConnectorFrame::Heartbeat {
+                    timestamp: Some(now_rfc3339()),
+                });
             }
-            Ok(ServerFrame::Error { code, detail }) => ctx.emit(Event::ServerError { code, detail }),
+            Ok(ServerFrame::Error { code, detail }) => {
+                ctx.emit(Event::ServerError { code, detail })
+            }
             Err(e) => tracing::warn!(error = %e, "ignoring a frame that does not parse"),
         }
     };
@@ -163,7 +197,11 @@ where
     // Let deliveries in progress finish and queue their acks, then flush them and close.
     session_over.cancel();
     deliveries.close();
-    let settle_for = if matches!(end, SessionEnd::Shutdown) { SETTLE_TIMEOUT } else { Duration::ZERO };
+    let settle_for = if matches!(end, SessionEnd::Shutdown) {
+        SETTLE_TIMEOUT
+    } else {
+        Duration::ZERO
+    };
     let _ = tokio::time::timeout(settle_for, deliveries.wait()).await;
     drop(out_tx);
     if matches!(end, SessionEnd::Shutdown) {
@@ -194,18 +232,29 @@ fn spawn_delivery(
         };
         let (webhook_id, message_id) = (frame.webhook_id.clone(), frame.message_id.clone());
         let report = |attempt: &crate::connector::deliver::Attempt| {
-            ctx.emit(Event::Attempt { webhook_id: webhook_id.clone(), message_id: message_id.clone(), attempt: attempt.clone() });
+            ctx.emit(Event::Attempt {
+                webhook_id: webhook_id.clone(),
+                message_id: message_id.clone(),
+                attempt: attempt.clone(),
+            });
         };
         let verdict = ctx.delivery.deliver(&ctx.config, &frame, &report).await;
         drop(permit);
         let reply = match &verdict {
-            Verdict::Ack => ConnectorFrame::Ack { message_id: message_id.clone() },
-            Verdict::Nack { retry, reason } => {
-                ConnectorFrame::Nack { message_id: message_id.clone(), retry: *retry, reason: Some(reason.clone()) }
-            }
+            Verdict::Ack => ConnectorFrame::Ack {
+                message_id: message_id.clone(),
+            },
+            Verdict::Nack { retry, reason } => ConnectorFrame::Nack {
+                message_id: message_id.clone(),
+                retry: *retry,
+                reason: Some(reason.clone()),
+            },
         };
         let _ = out.send(reply).await;
-        ctx.emit(Event::Settled { message_id, verdict });
+        ctx.emit(Event::Settled {
+            message_id,
+            verdict,
+        });
     });
 }
 
@@ -217,7 +266,13 @@ mod tests {
     fn stream_urls() {
         let c: ChannelName = "stripe-payments".into();
         let u = |s: &str| stream_url(&s.parse().unwrap(), &c).unwrap().to_string();
-        assert_eq!(u("http://127.0.0.1:8000"), "ws://127.0.0.1:8000/connect/stream/stripe-payments");
-        assert_eq!(u("https://hooks.example.com/relay/"), "wss://hooks.example.com/relay/connect/stream/stripe-payments");
+        assert_eq!(
+            u("http://127.0.0.1:8000"),
+            "ws://127.0.0.1:8000/connect/stream/stripe-payments"
+        );
+        assert_eq!(
+            u("https://hooks.example.com/relay/"),
+            "wss://hooks.example.com/relay/connect/stream/stripe-payments"
+        );
     }
 }

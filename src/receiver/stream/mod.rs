@@ -31,7 +31,12 @@ pub fn presented_token<'a>(headers: &'a HeaderMap, query: &'a TokenQuery) -> Opt
     let from_header = headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")).unwrap_or(v).trim())
+        .map(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+                .unwrap_or(v)
+                .trim()
+        })
         .filter(|v| !v.is_empty());
     from_header.or(query.token.as_deref().filter(|t| !t.is_empty()))
 }
@@ -45,7 +50,8 @@ pub fn authenticate(
     query: &TokenQuery,
     remote_ip: IpAddr,
 ) -> Result<Arc<Channel>, ApiError> {
-    let token = presented_token(headers, query).ok_or_else(|| ApiError::unauthorized("missing channel token"))?;
+    let token = presented_token(headers, query)
+        .ok_or_else(|| ApiError::unauthorized("missing channel token"))?;
     state.channels.authenticate(channel, token).ok_or_else(|| {
         tracing::warn!(channel = %printable(channel), %remote_ip, "connector refused: invalid channel token");
         ApiError::unauthorized("invalid channel token")
@@ -65,13 +71,19 @@ pub fn attach(
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 128)
         .map(|v| ConnectorId(v.to_string()));
-    channel.attach(protocol, connector_id, remote_ip, &state.shutdown).map_err(|AttachError::Full| {
-        ApiError::unavailable(
-            "max_connections",
-            format!("channel `{}` has its maximum of {} connections", channel.name(), channel.config.max_connections),
-            5,
-        )
-    })
+    channel
+        .attach(protocol, connector_id, remote_ip, &state.shutdown)
+        .map_err(|AttachError::Full| {
+            ApiError::unavailable(
+                "max_connections",
+                format!(
+                    "channel `{}` has its maximum of {} connections",
+                    channel.name(),
+                    channel.config.max_connections
+                ),
+                5,
+            )
+        })
 }
 
 fn printable(s: &str) -> String {

@@ -17,10 +17,10 @@ use http::HeaderMap;
 use tokio::sync::mpsc;
 
 use super::{TokenQuery, attach, authenticate};
+use crate::protocol::{ConnectorFrame, PROTOCOL_VERSION, ServerFrame, error_code};
 use crate::receiver::AppState;
 use crate::receiver::api_error::ApiError;
 use crate::receiver::channels::{Channel, Connection};
-use crate::protocol::{ConnectorFrame, PROTOCOL_VERSION, ServerFrame, error_code};
 use crate::time::now_rfc3339;
 
 /// Largest frame a connector may send (acks are tiny).
@@ -38,7 +38,11 @@ pub async fn connect(
     // Authenticate before looking at the upgrade, so a plain GET learns nothing either.
     let channel = authenticate(&state, &channel, &headers, &query, peer.ip())?;
     let upgrade = upgrade.map_err(|_| {
-        ApiError::new(http::StatusCode::BAD_REQUEST, "websocket_required", "this endpoint needs a WebSocket upgrade")
+        ApiError::new(
+            http::StatusCode::BAD_REQUEST,
+            "websocket_required",
+            "this endpoint needs a WebSocket upgrade",
+        )
     })?;
     let connection = attach(&state, &channel, &headers, "websocket", peer.ip())?;
     let tracker = state.streams.clone();
@@ -48,7 +52,12 @@ pub async fn connect(
         .into_response())
 }
 
-async fn serve(state: Arc<AppState>, channel: Arc<Channel>, connection: Arc<Connection>, socket: WebSocket) {
+async fn serve(
+    state: Arc<AppState>,
+    channel: Arc<Channel>,
+    connection: Arc<Connection>,
+    socket: WebSocket,
+) {
     tracing::info!(channel = %channel.name(), connection = %connection.id, connector = %connection.connector_id, remote = %connection.remote_ip, "connector attached");
     let (control_tx, control_rx) = mpsc::channel::<ServerFrame>(64);
     let (sink, stream) = socket.split();
@@ -56,13 +65,21 @@ async fn serve(state: Arc<AppState>, channel: Arc<Channel>, connection: Arc<Conn
         r = write_loop(&state, &channel, &connection, sink, control_rx) => r,
         r = read_loop(&state, &channel, &connection, stream, control_tx) => r,
     };
-    let released = state.buffer.release(channel.name(), &connection.id).await.unwrap_or(0);
+    let released = state
+        .buffer
+        .release(channel.name(), &connection.id)
+        .await
+        .unwrap_or(0);
     channel.detach(&connection.id);
     tracing::info!(channel = %channel.name(), connection = %connection.id, released, reason, "connector detached");
 }
 
 fn text(frame: &ServerFrame) -> WsMessage {
-    WsMessage::Text(serde_json::to_string(frame).expect("frames always serialise").into())
+    WsMessage::Text(
+        serde_json::to_string(frame)
+            .expect("frames always serialise")
+            .into(),
+    )
 }
 
 async fn write_loop(
@@ -86,7 +103,10 @@ async fn write_loop(
     }
     let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     let closing = |code: &str, detail: &str| {
-        text(&ServerFrame::Error { code: code.to_string(), detail: detail.to_string() })
+        text(&ServerFrame::Error {
+            code: code.to_string(),
+            detail: detail.to_string(),
+        })
     };
     loop {
         tokio::select! {
@@ -146,31 +166,63 @@ async fn read_loop(
     let mut last_error_frame = Instant::now() - Duration::from_secs(60);
     let mut suppressed = 0u64;
     while let Some(item) = stream.next().await {
-        let Ok(msg) = item else { return "connection lost" };
+        let Ok(msg) = item else {
+            return "connection lost";
+        };
         connection.touch();
         let frame = match msg {
-            WsMessage::Text(t) => serde_json::from_str::<ConnectorFrame>(t.as_str()).map_err(|e| e.to_string()),
-            WsMessage::Binary(_) => Err("binary frames are not part of the protocol; send JSON text frames".to_string()),
+            WsMessage::Text(t) => {
+                serde_json::from_str::<ConnectorFrame>(t.as_str()).map_err(|e| e.to_string())
+            }
+            WsMessage::Binary(_) => {
+                Err("binary frames are not part of the protocol; send JSON text frames".to_string())
+            }
             WsMessage::Ping(_) | WsMessage::Pong(_) => continue,
             WsMessage::Close(_) => return "closed by connector",
         };
         match frame {
-            Ok(ConnectorFrame::Ack { message_id }) => match state.buffer.ack(channel.name(), &connection.id, &message_id).await {
+            Ok(ConnectorFrame::Ack { message_id }) => match state
+                .buffer
+                .ack(channel.name(), &connection.id, &message_id)
+                .await
+            {
                 Ok(true) => {
                     connection.messages_acked.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(channel = %channel.name(), %message_id, "acked");
                 }
-                Ok(false) => tracing::debug!(channel = %channel.name(), %message_id, "ack for a message not in flight here, ignored"),
-                Err(e) => tracing::error!(channel = %channel.name(), %message_id, error = %e, "cannot record ack"),
+                Ok(false) => {
+                    tracing::debug!(channel = %channel.name(), %message_id, "ack for a message not in flight here, ignored")
+                }
+                Err(e) => {
+                    tracing::error!(channel = %channel.name(), %message_id, error = %e, "cannot record ack")
+                }
             },
-            Ok(ConnectorFrame::Nack { message_id, retry, reason }) => {
-                match state.buffer.nack(channel.name(), &connection.id, &message_id, retry, reason.clone()).await {
+            Ok(ConnectorFrame::Nack {
+                message_id,
+                retry,
+                reason,
+            }) => {
+                match state
+                    .buffer
+                    .nack(
+                        channel.name(),
+                        &connection.id,
+                        &message_id,
+                        retry,
+                        reason.clone(),
+                    )
+                    .await
+                {
                     Ok(Some(outcome)) => {
                         connection.messages_nacked.fetch_add(1, Ordering::Relaxed);
                         tracing::info!(channel = %channel.name(), %message_id, retry, ?outcome, reason = reason.as_deref().unwrap_or(""), "nacked");
                     }
-                    Ok(None) => tracing::debug!(channel = %channel.name(), %message_id, "nack for a message not in flight here, ignored"),
-                    Err(e) => tracing::error!(channel = %channel.name(), %message_id, error = %e, "cannot record nack"),
+                    Ok(None) => {
+                        tracing::debug!(channel = %channel.name(), %message_id, "nack for a message not in flight here, ignored")
+                    }
+                    Err(e) => {
+                        tracing::error!(channel = %channel.name(), %message_id, error = %e, "cannot record nack")
+                    }
                 }
             }
             Ok(ConnectorFrame::Heartbeat { .. }) => {}
@@ -179,7 +231,10 @@ async fn read_loop(
                 if last_error_frame.elapsed() >= Duration::from_millis(100) {
                     last_error_frame = Instant::now();
                     let detail = format!("frame ignored: {problem}");
-                    let _ = control.try_send(ServerFrame::Error { code: error_code::INVALID_FRAME.into(), detail });
+                    let _ = control.try_send(ServerFrame::Error {
+                        code: error_code::INVALID_FRAME.into(),
+                        detail,
+                    });
                 } else {
                     suppressed += 1;
                 }

@@ -1,0 +1,47 @@
+//! Log output of the binary: `tracing` to stderr, human by default or JSON lines.
+
+use clap::ValueEnum;
+use tracing_subscriber::EnvFilter;
+
+/// Logging flags shared by every subcommand.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set.
+    #[arg(long, global = true, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
+    pub log_format: Format,
+}
+
+/// How log lines look.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    /// For people.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Installs the subscriber. The tunnel prints its own lines, so its default level is `warn`.
+pub fn init(args: &Args, quiet_by_default: bool) {
+    let level = args
+        .log_level
+        .clone()
+        .unwrap_or_else(|| if quiet_by_default { "warn" } else { "info" }.to_string());
+    // The storage engine narrates its housekeeping at info; keep that out of operators' logs.
+    let default = if level.contains('=') {
+        level
+    } else {
+        format!("{level},fjall=warn,lsm_tree=warn")
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    match args.log_format {
+        Format::Text => builder.init(),
+        Format::Json => builder.json().init(),
+    }
+}

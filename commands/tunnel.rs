@@ -1,0 +1,164 @@
+//! `wcon tunnel`: connects out to a receiver and delivers one channel to a local target.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use wcon::config::connector::{self, ConnectorConfig, Layer};
+use wcon::connector::deliver::Verdict;
+use wcon::connector::{self as engine, Event};
+
+use crate::Failure;
+
+/// Connect out to a receiver and deliver a channel's webhooks to a local app.
+///
+/// Settings come from, lowest to highest: defaults, --config FILE (connector.json), CONNECTOR_*
+/// environment variables (and WCON_SERVER, WCON_TOKEN), then flags.
+///
+/// Example: wcon tunnel stripe-payments --to localhost:3000 --server https://hooks.example.com
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The channel to stream (or `channel` in connector.json / CONNECTOR_CHANNEL).
+    channel: Option<String>,
+    /// Where to deliver: a port, host:port, or an http(s) URL with a path.
+    #[arg(long, value_name = "TARGET")]
+    to: Option<String>,
+    /// The receiver's base URL.
+    #[arg(long, env = "WCON_SERVER", value_name = "URL")]
+    server: Option<String>,
+    /// The channel token (prefer WCON_TOKEN or CONNECTOR_TOKEN: flags are visible in `ps`).
+    #[arg(long, env = "WCON_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// connector.json to read.
+    #[arg(long, short, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Name sent as X-Connector-ID.
+    #[arg(long, value_name = "ID")]
+    connector_id: Option<String>,
+    /// Deliveries running at once (max_concurrent_requests).
+    #[arg(long, value_name = "N")]
+    concurrency: Option<u32>,
+}
+
+pub async fn run(args: Args) -> Result<ExitCode, Failure> {
+    let config = build_config(&args).map_err(Failure::usage)?;
+    let shutdown = CancellationToken::new();
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let printer = tokio::spawn(print_events(events_rx));
+    let stopper = shutdown.clone();
+    tokio::spawn(async move {
+        crate::stop_signal().await;
+        eprintln!("stopping: finishing deliveries in progress");
+        stopper.cancel();
+    });
+    let result = engine::run(config, shutdown, events_tx).await;
+    let _ = printer.await;
+    result?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn build_config(args: &Args) -> anyhow::Result<ConnectorConfig> {
+    let mut layers: Vec<Layer> = Vec::new();
+    let file_name = match &args.config {
+        Some(path) => {
+            layers.push(connector::file_layer(path)?);
+            path.display().to_string()
+        }
+        None => "<flags>".to_string(),
+    };
+    let mut env = connector::env_layer(&|name| std::env::var(name).ok())?;
+    // WCON_SERVER / WCON_TOKEN are read by clap into the flags below; keep CONNECTOR_* beneath them.
+    env.remove("__none__");
+    layers.push(env);
+    let mut flags = Layer::new();
+    let mut set = |k: &str, v: Value| {
+        flags.insert(k.to_string(), v);
+    };
+    if let Some(c) = &args.channel {
+        set("channel", json!(c));
+    }
+    if let Some(s) = &args.server {
+        let url = if s.contains("://") {
+            s.clone()
+        } else {
+            format!("http://{s}")
+        };
+        set("cloud_url", json!(url));
+    }
+    if let Some(t) = &args.token {
+        set("token", json!(t));
+    }
+    if let Some(id) = &args.connector_id {
+        set("connector_id", json!(id));
+    }
+    if let Some(n) = args.concurrency {
+        set("max_concurrent_requests", json!(n));
+    }
+    if let Some(to) = &args.to {
+        let url = connector::parse_target(to).map_err(anyhow::Error::msg)?;
+        set("default_target", json!({"url": url.as_str()}));
+    }
+    layers.push(flags);
+    Ok(ConnectorConfig::from_layers(&file_name, &layers)?)
+}
+
+async fn print_events(mut events: mpsc::UnboundedReceiver<Event>) {
+    let mut err = std::io::stderr();
+    while let Some(event) = events.recv().await {
+        let now = chrono::Local::now().format("%H:%M:%S%.3f");
+        let line = match event {
+            Event::Connected {
+                server,
+                channel,
+                protocol,
+            } => {
+                format!("connected to {server} channel {channel} ({protocol})")
+            }
+            Event::Ready { .. } => continue,
+            Event::Disconnected { reason, retry_in } => {
+                format!(
+                    "{now} disconnected: {reason}; reconnecting in {:.1}s",
+                    retry_in.as_secs_f64()
+                )
+            }
+            Event::Unauthorized { detail, retry_in } => format!(
+                "{now} error: {detail}; check --token (or WCON_TOKEN); retrying in {:.0}s",
+                retry_in.as_secs_f64()
+            ),
+            Event::Attempt {
+                webhook_id,
+                message_id,
+                attempt,
+            } => {
+                let status = match (attempt.status, &attempt.error) {
+                    (Some(s), _) => s.as_u16().to_string(),
+                    (None, Some(e)) => e.clone(),
+                    (None, None) => "-".into(),
+                };
+                format!(
+                    "{now} {webhook_id} {message_id} {status} {:.1}ms attempt {}",
+                    attempt.latency.as_secs_f64() * 1000.0,
+                    attempt.number
+                )
+            }
+            Event::Settled {
+                message_id,
+                verdict: Verdict::Nack { retry, reason },
+            } => {
+                let what = if retry {
+                    "will be delivered again"
+                } else {
+                    "dead-lettered by the server"
+                };
+                format!("{now} {message_id} not delivered ({reason}); {what}")
+            }
+            Event::Settled { .. } => continue,
+            Event::ServerError { code, detail } => format!("{now} server: {code}: {detail}"),
+        };
+        // A closed stderr is not a reason to stop delivering.
+        let _ = writeln!(err, "{line}");
+    }
+}

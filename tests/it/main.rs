@@ -1,0 +1,7 @@
+//! Integration tests: the real `wcon` binary, a real local HTTP target, real sockets.
+
+mod errors;
+mod faults;
+mod frames;
+mod relay;
+mod support;
