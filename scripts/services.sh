@@ -81,8 +81,17 @@ declare -A TIMEOUT=(
   [mosquitto]=30 [clickhouse]=90 [pubsub]=120 [moto]=60
 )
 # Log file(s) to look at when a service fails; start_* functions may replace it.
-declare -A LOGF=()
-for s in "${ALL_SERVICES[@]}"; do LOGF[$s]=$LOG_DIR/$s.log; done
+declare -A DEFAULT_PORT=(
+  [postgres]=5432 [mariadb]=3306 [redis]=6379 [rabbitmq]=5672 [activemq]=61614
+  [mosquitto]=1883 [clickhouse]=8123 [pubsub]=8085 [moto]=5000
+)
+# ID names a service's log, PID file and state dir: NAME on its default
+# port, NAME-PORT on another one (so two instances never share them).
+declare -A ID=() LOGF=()
+for s in "${ALL_SERVICES[@]}"; do
+  if [[ ${PORT[$s]} == "${DEFAULT_PORT[$s]}" ]]; then ID[$s]=$s; else ID[$s]=$s-${PORT[$s]}; fi
+  LOGF[$s]=$LOG_DIR/${ID[$s]}.log
+done
 declare -A STARTED_PID=()   # PID known from `cmd &`
 declare -A STOP_SIG=([postgres]=INT)
 
@@ -143,10 +152,16 @@ pid_on_port() {
   ss -Hltnp "sport = :$1" 2>/dev/null | grep -o 'pid=[0-9]*' | head -n1 | cut -d= -f2 || true
 }
 
-PY=$(command -v python3 || true)
-if [[ -n $PY && -x /root/.pyenv/shims/python3 && $PY == */shims/* ]]; then
-  PY=$(cd / && python3 -c 'import sys; print(sys.executable)' 2>/dev/null || echo "$PY")
-fi
+# The Python that runs the protocol checks (standard library only). The venv's
+# interpreter is the real binary; a pyenv shim costs ~0.25 s per call.
+resolve_python() {
+  if [[ -x $VENV/bin/python3 ]]; then PY=$VENV/bin/python3; return; fi
+  PY=$(command -v python3 || true)
+  if [[ $PY == */shims/* ]]; then
+    PY=$(cd / && python3 -c 'import sys; print(sys.executable)' 2>/dev/null || echo "$PY")
+  fi
+}
+resolve_python
 
 # Real protocol handshakes in Python's standard library: amqp, stomp, mqtt.
 proto_check() {
@@ -218,17 +233,16 @@ PY
 #   spawn NAME DIR CMD...      (sets STARTED_PID[NAME])
 spawn() {
   local name=$1 dir=$2; shift 2
-  ( cd "$dir" && exec setsid "$@" ) </dev/null >>"$LOG_DIR/$name.log" 2>&1 9>&- &
+  ( cd "$dir" && exec setsid "$@" ) </dev/null >>"$LOG_DIR/${ID[$name]}.log" 2>&1 9>&- &
   STARTED_PID[$name]=$!
 }
 
 # Run a command that daemonizes by itself, output to the service's log.
 run_logged() {
   local name=$1; shift
-  "$@" </dev/null >>"$LOG_DIR/$name.log" 2>&1 9>&-
+  "$@" </dev/null >>"$LOG_DIR/${ID[$name]}.log" 2>&1 9>&-
 }
 
-pkg_installed() { [[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true) == "install ok installed" ]]; }
 
 # ---------------------------------------------------------------- install
 PUBSUB_BIN=""
@@ -248,20 +262,35 @@ find_pubsub_emulator() {
   return 1
 }
 
+# need PACKAGE FILE-OR-COMMAND: queue PACKAGE for apt-get unless the file or
+# command it provides is already there (whatever package provided it).
+need() {
+  local pkg=$1 what=$2
+  if [[ $what == /* ]]; then compgen -G "$what" >/dev/null && return 0
+  else command -v "$what" >/dev/null && return 0; fi
+  [[ " ${APT_NEEDED[*]} " == *" $pkg "* ]] || APT_NEEDED+=("$pkg")
+}
 install_missing() {
-  local -a pkgs=() want=()
-  local s p
-  [[ -n ${WANT[postgres]:-} ]] && want+=(postgresql postgresql-client)
-  [[ -n ${WANT[mariadb]:-} ]] && want+=(mariadb-server mariadb-client)
-  [[ -n ${WANT[redis]:-} ]] && want+=(redis-server redis-tools)
-  [[ -n ${WANT[rabbitmq]:-} ]] && want+=(rabbitmq-server)
-  [[ -n ${WANT[activemq]:-} ]] && want+=(activemq)
-  [[ -n ${WANT[mosquitto]:-} ]] && want+=(mosquitto mosquitto-clients)
-  [[ -n ${WANT[clickhouse]:-} ]] && want+=(clickhouse-server)
-  if [[ -n ${WANT[clickhouse]:-}${WANT[pubsub]:-}${WANT[moto]:-} ]]; then want+=(curl); fi
-  if [[ -n ${WANT[pubsub]:-} ]] && ! command -v java >/dev/null; then want+=(default-jre-headless); fi
-  if [[ -z $PY ]]; then want+=(python3 python3-venv); fi
-  for p in "${want[@]}"; do pkg_installed "$p" || pkgs+=("$p"); done
+  APT_NEEDED=()
+  if [[ -n ${WANT[postgres]:-} ]]; then
+    need postgresql '/usr/lib/postgresql/*/bin/postgres'
+    need postgresql-client psql; need postgresql-client pg_isready
+  fi
+  if [[ -n ${WANT[mariadb]:-} ]]; then
+    need mariadb-server /usr/sbin/mariadbd; need mariadb-server mariadb-install-db
+    need mariadb-client mariadb
+  fi
+  if [[ -n ${WANT[redis]:-} ]]; then need redis-server redis-server; need redis-tools redis-cli; fi
+  [[ -n ${WANT[rabbitmq]:-} ]] && need rabbitmq-server rabbitmq-server
+  if [[ -n ${WANT[activemq]:-} ]]; then
+    need activemq /usr/share/activemq/bin/activemq.jar; need default-jre-headless java
+  fi
+  if [[ -n ${WANT[mosquitto]:-} ]]; then need mosquitto mosquitto; need mosquitto-clients mosquitto_pub; fi
+  [[ -n ${WANT[clickhouse]:-} ]] && need clickhouse-server clickhouse-server
+  if [[ -n ${WANT[clickhouse]:-}${WANT[pubsub]:-}${WANT[moto]:-} ]]; then need curl curl; fi
+  [[ -n ${WANT[pubsub]:-} ]] && need default-jre-headless java
+  [[ -n $PY ]] || { need python3 python3; need python3-venv /usr/lib/python3*/venv/__init__.py; }
+  local -a pkgs=("${APT_NEEDED[@]}")
   if ((${#pkgs[@]})); then
     [[ $(id -u) == 0 ]] || die "packages missing (${pkgs[*]}) and not root: cannot apt-get install"
     log "installing with apt-get: ${pkgs[*]} (log: $LOG_DIR/apt.log)"
@@ -271,7 +300,7 @@ install_missing() {
       tail -n 20 "$LOG_DIR/apt.log" >&2 || true
       die "apt-get install of ${pkgs[*]} failed; see $LOG_DIR/apt.log"
     fi
-    PY=${PY:-$(command -v python3 || true)}
+    [[ -n $PY ]] || resolve_python
   fi
   if [[ -n ${WANT[pubsub]:-} ]] && ! find_pubsub_emulator; then
     die "service pubsub: the Pub/Sub emulator (google-cloud-cli-pubsub-emulator) is not on this machine and Debian has no package for it; set WCON_PUBSUB_EMULATOR to its cloud-pubsub-emulator script"
@@ -319,7 +348,7 @@ start_postgres() {
       log "postgres: initdb in $base/data"
       run_logged postgres setpriv --reuid=postgres --regid=postgres --init-groups -- \
         "/usr/lib/postgresql/$PG_VER/bin/initdb" -D "$base/data" -A trust -U postgres -E UTF8 ||
-        die "service postgres: initdb failed; see $LOG_DIR/postgres.log"
+        die "service postgres: initdb failed; see ${LOGF[postgres]}"
     fi
     spawn postgres "$base" setpriv --reuid=postgres --regid=postgres --init-groups -- \
       "/usr/lib/postgresql/$PG_VER/bin/postgres" -D "$base/data" -c listen_addresses="$HOST" \
@@ -351,6 +380,14 @@ start_mariadb() {
   if [[ $MYSQL_PORT == 3306 && -d /var/lib/mysql/mysql && -f /etc/mysql/my.cnf ]]; then
     install -d -o mysql -g mysql /run/mysqld
     LOGF[mariadb]="$LOG_DIR/mariadb.log /var/log/mysql/error.log"
+    # A mariadbd that is still shutting down makes start-stop-daemon --oknodo
+    # a no-op: let it finish first.
+    local i
+    for ((i = 0; i < 60; i++)); do
+      start-stop-daemon --status --exec /usr/sbin/mariadbd || break
+      ((i == 0)) && log "mariadb: waiting for a mariadbd that is shutting down"
+      sleep 1
+    done
     run_logged mariadb start-stop-daemon --start --oknodo --background \
       --output "$LOG_DIR/mariadb.log" --exec /usr/sbin/mariadbd ||
       die "service mariadb: start-stop-daemon failed; see ${LOGF[mariadb]}"
@@ -362,7 +399,7 @@ start_mariadb() {
       log "mariadb: mariadb-install-db in $base/data"
       run_logged mariadb mariadb-install-db --no-defaults --user=mysql --datadir="$base/data" \
         --auth-root-authentication-method=normal --skip-test-db ||
-        die "service mariadb: mariadb-install-db failed; see $LOG_DIR/mariadb.log"
+        die "service mariadb: mariadb-install-db failed; see ${LOGF[mariadb]}"
     fi
     cat >"$base/init.sql" <<'SQL'
 CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED BY '';
@@ -397,7 +434,7 @@ start_rabbitmq() {
   if [[ $AMQP_PORT == 5672 && -f /etc/rabbitmq/rabbitmq-env.conf ]] &&
      grep -q '127.0.0.1:5672' /etc/rabbitmq/rabbitmq.conf 2>/dev/null; then
     # The machine's broker, with the machine's own start command.
-    LOGF[rabbitmq]="$LOG_DIR/rabbitmq.log /var/log/rabbitmq/"
+    LOGF[rabbitmq]="$LOG_DIR/rabbitmq.log /var/log/rabbitmq/rabbit@localhost.log"
     run_logged rabbitmq rabbitmq-server -detached ||
       die "service rabbitmq: rabbitmq-server -detached failed; see ${LOGF[rabbitmq]}"
   else
@@ -405,7 +442,7 @@ start_rabbitmq() {
     mkdir -p "$base/mnesia" "$base/log"
     chown -R rabbitmq:rabbitmq "$base" 2>/dev/null || true
     printf 'listeners.tcp.local = %s:%s\nloopback_users.guest = true\n' "$HOST" "$AMQP_PORT" >"$base/rabbitmq.conf"
-    LOGF[rabbitmq]="$LOG_DIR/rabbitmq.log $base/log/"
+    LOGF[rabbitmq]="${LOGF[rabbitmq]} $base/log/wcon$AMQP_PORT@localhost.log"
     spawn rabbitmq "$base" env RABBITMQ_NODENAME="wcon$AMQP_PORT@localhost" \
       RABBITMQ_NODE_IP_ADDRESS="$HOST" RABBITMQ_NODE_PORT="$AMQP_PORT" \
       RABBITMQ_DIST_PORT=$((AMQP_PORT + 20000)) RABBITMQ_MNESIA_BASE="$base/mnesia" \
@@ -418,7 +455,7 @@ start_rabbitmq() {
 # ---------------------------------------------------------------- activemq
 check_activemq() { proto_check stomp "$HOST" "$STOMP_PORT" >/dev/null 2>&1; }
 start_activemq() {
-  local home=/usr/share/activemq base=$STATE_DIR/activemq
+  local home=/usr/share/activemq base=$STATE_DIR/${ID[activemq]}
   [[ -f $home/bin/activemq.jar ]] || die "service activemq: $home/bin/activemq.jar missing (package activemq)"
   mkdir -p "$base/conf" "$base/data" "$base/tmp"
   cat >"$base/conf/activemq.xml" <<EOF
@@ -490,7 +527,7 @@ check_clickhouse() {
     [[ $(curl -fsS -m 5 --data-binary 'SELECT 1' "http://$HOST:$CH_PORT/" 2>/dev/null) == 1 ]]
 }
 start_clickhouse() {
-  local base=$STATE_DIR/clickhouse bin
+  local base=$STATE_DIR/${ID[clickhouse]} bin
   bin=$(command -v clickhouse-server || echo /usr/sbin/clickhouse-server)
   [[ -x $bin ]] || die "service clickhouse: clickhouse-server not installed"
   mkdir -p "$base/data" "$base/tmp" "$base/user_files" "$base/format_schemas"
@@ -500,8 +537,8 @@ start_clickhouse() {
 <yandex>
   <logger>
     <level>information</level>
-    <log>$LOG_DIR/clickhouse-server.log</log>
-    <errorlog>$LOG_DIR/clickhouse-server.err.log</errorlog>
+    <log>$LOG_DIR/${ID[clickhouse]}-server.log</log>
+    <errorlog>$LOG_DIR/${ID[clickhouse]}-server.err.log</errorlog>
     <size>100M</size>
     <count>2</count>
   </logger>
@@ -556,7 +593,7 @@ EOF
   </quotas>
 </yandex>
 EOF
-  LOGF[clickhouse]="$LOG_DIR/clickhouse.log $LOG_DIR/clickhouse-server.err.log"
+  LOGF[clickhouse]="${LOGF[clickhouse]} $LOG_DIR/${ID[clickhouse]}-server.err.log"
   spawn clickhouse "$base" "$bin" --config-file="$base/config.xml"
 }
 
@@ -566,18 +603,21 @@ check_pubsub() {
   curl -fsS -m 3 "http://$HOST:$PUBSUB_PORT/v1/projects/wcon-test/topics" >/dev/null 2>&1
 }
 start_pubsub() {
-  local base=$STATE_DIR/pubsub
+  local base=$STATE_DIR/${ID[pubsub]}
   mkdir -p "$base"
   spawn pubsub "$base" env JAVA_OPTS="${JAVA_OPTS:-} -Xmx256m" "$PUBSUB_BIN" --host="$HOST" --port="$PUBSUB_PORT"
 }
 
 # ---------------------------------------------------------------- moto
 check_moto() {
+  # S3 ListBuckets and SQS ListQueues (moto routes on the credential scope).
   curl -fsS -m 3 "http://$HOST:$MOTO_PORT/" 2>/dev/null | grep -q ListAllMyBucketsResult &&
-    curl -fsS -m 3 "http://$HOST:$MOTO_PORT/moto-api/data.json" >/dev/null 2>&1
+    curl -fsS -m 3 "http://$HOST:$MOTO_PORT/" -d 'Action=ListQueues&Version=2012-11-05' \
+      -H 'Authorization: AWS4-HMAC-SHA256 Credential=test/20200101/us-east-1/sqs/aws4_request, SignedHeaders=host, Signature=0' \
+      2>/dev/null | grep -q ListQueuesResponse
 }
 start_moto() {
-  local base=$STATE_DIR/moto
+  local base=$STATE_DIR/${ID[moto]}
   mkdir -p "$base"
   spawn moto "$base" "$VENV/bin/moto_server" -H "$HOST" -p "$MOTO_PORT"
 }
@@ -585,7 +625,7 @@ start_moto() {
 # ---------------------------------------------------------------- main
 install_missing
 
-declare -A STARTED=() DEADLINE=() FIXED=()
+declare -A STARTED=() DEADLINE=() FIXED=() RETRIED=()
 PENDING=()
 for s in "${SELECTED[@]}"; do
   if "check_$s"; then
@@ -623,6 +663,15 @@ while ((${#PENDING[@]})); do
       FIXED[$s]=1; fix_mariadb
     fi
     pid=${STARTED_PID[$s]:-}
+    # A command that daemonizes by itself (pg_ctlcluster, rabbitmq-server
+    # -detached, start-stop-daemon, mosquitto -d) gives no PID to watch: if the
+    # port is still closed after 20 s, run the start command once more.
+    if [[ -n ${STARTED[$s]:-} && -z $pid && -z ${RETRIED[$s]:-} ]] &&
+       ((SECONDS >= DEADLINE[$s] - TIMEOUT[$s] + 20)) && ! port_open "${PORT[$s]}"; then
+      RETRIED[$s]=1
+      log "$s: port ${PORT[$s]} still closed after 20 s; running its start command again"
+      "start_$s"
+    fi
     if [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null; then
       fail_service "$s" "exited right after start (pid $pid)"
     elif ((SECONDS >= DEADLINE[$s])); then
@@ -641,7 +690,7 @@ for s in "${!STARTED[@]}"; do
   pid=$(pid_on_port "${PORT[$s]}")
   [[ -n $pid ]] || pid=${STARTED_PID[$s]:-}
   if [[ -n $pid && -r /proc/$pid/comm ]]; then
-    printf '%s %s %s\n' "$pid" "${STOP_SIG[$s]:-TERM}" "$(cat "/proc/$pid/comm")" >"$PID_DIR/$s.pid"
+    printf '%s %s %s\n' "$pid" "${STOP_SIG[$s]:-TERM}" "$(cat "/proc/$pid/comm")" >"$PID_DIR/${ID[$s]}.pid"
   else
     log "$s: could not find the PID of the started daemon; stop-services.sh will not stop it"
   fi

@@ -32,8 +32,8 @@ files=()
 if [[ -n $ONLY ]]; then
   IFS=, read -r -a names <<<"$ONLY"
   for n in "${names[@]}"; do
-    f=$PID_DIR/$(canonical "$n").pid
-    [[ -f $f ]] && files+=("$f")
+    c=$(canonical "$n")
+    for f in "$PID_DIR/$c.pid" "$PID_DIR/$c"-[0-9]*.pid; do [[ -f $f ]] && files+=("$f"); done
   done
 else
   files=("$PID_DIR"/*.pid)
