@@ -42,6 +42,9 @@ On a default port a machine-wide install (the Debian cluster/config) is
 started with the machine's own command; on another port a private instance
 with its state under $WCON_SERVICES_DIR is started.
 
+WCON_SERVICES_TIMEOUT=N waits N seconds for every service instead of its
+default (30-120 s).
+
 Exit status is non-zero, naming the service and its log file, when a service
 cannot be installed, started or reached.
 EOF
@@ -80,6 +83,9 @@ declare -A TIMEOUT=(
   [postgres]=60 [mariadb]=90 [redis]=30 [rabbitmq]=120 [activemq]=120
   [mosquitto]=30 [clickhouse]=90 [pubsub]=120 [moto]=60
 )
+if [[ -n ${WCON_SERVICES_TIMEOUT:-} ]]; then
+  for s in "${!TIMEOUT[@]}"; do TIMEOUT[$s]=$WCON_SERVICES_TIMEOUT; done
+fi
 # Log file(s) to look at when a service fails; start_* functions may replace it.
 declare -A DEFAULT_PORT=(
   [postgres]=5432 [mariadb]=3306 [redis]=6379 [rabbitmq]=5672 [activemq]=61614
@@ -319,8 +325,6 @@ install_missing() {
 
 # ---------------------------------------------------------------- postgres
 PG_VER=$(ls /usr/lib/postgresql 2>/dev/null | sort -V | tail -n1 || true)
-PG_SOCK=/var/run/postgresql
-PG_PRIVATE=""
 pg_system_ok() {
   # The machine's Debian cluster, if it is configured as this kind sets it up
   # (trust auth from 127.0.0.1) and we are asked for the default port.
@@ -340,9 +344,7 @@ start_postgres() {
     run_logged postgres pg_ctlcluster --skip-systemctl-redirect "$PG_VER" main start ||
       log "pg_ctlcluster start failed (see ${LOGF[postgres]})"
   else
-    PG_PRIVATE=1
     local base=$STATE_DIR/postgres-$PG_PORT
-    PG_SOCK=$base/run
     install -d -o postgres -g postgres -m 0700 "$base" "$base/run"
     if [[ ! -s $base/data/PG_VERSION ]]; then
       log "postgres: initdb in $base/data"
@@ -629,6 +631,17 @@ declare -A STARTED=() DEADLINE=() FIXED=() RETRIED=()
 PENDING=()
 for s in "${SELECTED[@]}"; do
   if "check_$s"; then
+    # Reused. Forget a PID file of ours that no longer names the process
+    # holding the port (it died and someone else started the service).
+    pidfile=$PID_DIR/${ID[$s]}.pid
+    if [[ -f $pidfile ]]; then
+      read -r oldpid _ <"$pidfile" || true
+      holder=$(ss -Hltnp "sport = :${PORT[$s]}" 2>/dev/null | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u | xargs || true)
+      if [[ -n $holder && " $holder " != *" ${oldpid:-x} "* ]]; then
+        log "$s: $pidfile named pid ${oldpid:-?}, but pid $holder holds the port; forgetting it"
+        rm -f "$pidfile"
+      fi
+    fi
     continue
   fi
   if port_open "${PORT[$s]}"; then
@@ -644,6 +657,11 @@ done
 
 fail_service() {
   local s=$1 why=$2 f
+  if [[ -z ${STARTED[$s]:-} ]]; then
+    local holder
+    holder=$(ss -Hltnp "sport = :${PORT[$s]}" 2>/dev/null | grep -o 'users:.*' | head -n1 || true)
+    why="$why (not started by this script: port ${PORT[$s]} is held by ${holder:-another process}; free it or set another port)"
+  fi
   printf '[services] ERROR: service %s %s at %s:%s; look at: %s\n' "$s" "$why" "$HOST" "${PORT[$s]}" "${LOGF[$s]}" >&2
   for f in ${LOGF[$s]}; do
     [[ -f $f ]] && { printf '[services] --- last lines of %s\n' "$f" >&2; tail -n 15 "$f" >&2; }
@@ -673,7 +691,7 @@ while ((${#PENDING[@]})); do
       "start_$s"
     fi
     if [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null; then
-      fail_service "$s" "exited right after start (pid $pid)"
+      fail_service "$s" "exited (pid $pid) before answering"
     elif ((SECONDS >= DEADLINE[$s])); then
       fail_service "$s" "did not answer within ${TIMEOUT[$s]} s"
     else
