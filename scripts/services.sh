@@ -475,17 +475,14 @@ start_activemq() {
   </broker>
 </beans>
 EOF
-  cat >"$base/conf/log4j2.properties" <<'EOF'
-rootLogger.level=INFO
-rootLogger.appenderRef.console.ref=Console
-logger.spring.name=org.springframework
-logger.spring.level=WARN
-logger.xbean.name=org.apache.xbean
-logger.xbean.level=WARN
-appender.console.type=Console
-appender.console.name=Console
-appender.console.layout.type=PatternLayout
-appender.console.layout.pattern=%d | %-5p | %m | %c | %t%n
+  # Debian's ActiveMQ logs through log4j 1.2: to stdout, i.e. into our log.
+  cat >"$base/conf/log4j.properties" <<'EOF'
+log4j.rootLogger=INFO, stdout
+log4j.logger.org.springframework=WARN
+log4j.logger.org.apache.xbean=WARN
+log4j.appender.stdout=org.apache.log4j.ConsoleAppender
+log4j.appender.stdout.layout=org.apache.log4j.PatternLayout
+log4j.appender.stdout.layout.ConversionPattern=%d | %-5p | %m | %c | %t%n
 EOF
   spawn activemq "$base" java -Xms64m -Xmx384m -Djava.awt.headless=true \
     --add-reads=java.xml=java.logging \
@@ -740,7 +737,7 @@ for s in "${SELECTED[@]}"; do
 done
 printf '%s\n' "${ENV_LINES[@]}"
 {
-  echo "# written by wcon scripts/services.sh --only $(IFS=,; echo "${SELECTED[*]}") on $(date -u +%FT%TZ)"
+  echo "# written by wcon scripts/services.sh on $(date -u +%FT%TZ) for: ${SELECTED[*]}"
   printf '%s\n' "${ENV_LINES[@]}"
 } >"$ENV_FILE.tmp"
 mv "$ENV_FILE.tmp" "$ENV_FILE"
