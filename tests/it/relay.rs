@@ -153,8 +153,47 @@ async fn several_connectors_share_a_channel() {
     })
     .await;
     assert_eq!(sink.delivered_bodies().len(), 300);
-    let detail: serde_json::Value = client
-        .get(serve.url("/admin/webhook-connect/channels/shared"))
+    // Acks travel after the app answered: wait until the server counted all of them.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let detail = loop {
+        let detail: serde_json::Value = client
+            .get(serve.url("/admin/webhook-connect/channels/shared"))
+            .bearer_auth("admin-secret-token")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if detail["stats"]["messages_delivered"] == 300 {
+            break detail;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "acks missing: {detail}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let clients = detail["connected_clients"].as_array().unwrap();
+    assert_eq!(clients.len(), 2);
+    for c in clients {
+        assert!(c["messages_received"].as_u64().unwrap() > 0, "both connectors got messages: {detail}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_lets_the_tunnel_finish_and_ack_deliveries_in_progress() {
+    let dir = temp_dir();
+    let mut serve = Wcon::serve(&relay("w", "c", serde_json::json!({})), dir.path(), &[]);
+    let sink = Sink::start().await;
+    sink.delay_ms.store(1500, std::sync::atomic::Ordering::SeqCst);
+    let mut tunnel = Wcon::tunnel("c", serve.addr.unwrap(), &sink.target(), &[]);
+    let client = reqwest::Client::new();
+    for i in 0..3 {
+        assert_eq!(post(&client, &serve.url("/webhook/w"), format!("[{i}]").into_bytes(), &[]).await.0, 200);
+    }
+    sink.wait_until(Duration::from_secs(20), "3 deliveries in progress", |s| s.count() >= 3).await;
+    let status = tunnel.terminate();
+    assert!(status.success(), "{status:?}: {:#?}", tunnel.output());
+    let stats: serde_json::Value = client
+        .get(serve.url("/admin/webhook-connect/channels/c/stats"))
         .bearer_auth("admin-secret-token")
         .send()
         .await
@@ -162,13 +201,61 @@ async fn several_connectors_share_a_channel() {
         .json()
         .await
         .unwrap();
-    let clients = detail["connected_clients"].as_array().unwrap();
-    assert_eq!(clients.len(), 2);
-    for c in clients {
-        assert!(
-            c["messages_received"].as_u64().unwrap() > 0,
-            "both connectors got messages: {detail}"
-        );
-    }
-    assert_eq!(detail["stats"]["messages_delivered"], 300);
+    assert_eq!((stats["messages_delivered"].as_u64(), stats["messages_queued"].as_u64()), (Some(3), Some(0)), "{stats}");
+    assert!(serve.terminate().success(), "serve stops cleanly on SIGTERM");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_connector_json_with_variables_and_targets_per_webhook() {
+    let dir = temp_dir();
+    let mut webhooks = relay("stripe", "c", serde_json::json!({}));
+    webhooks["github"] = webhooks["stripe"].clone();
+    let serve = Wcon::serve(&webhooks, dir.path(), &[]);
+    let (stripe_sink, default_sink) = (Sink::start().await, Sink::start().await);
+    let config = serde_json::json!({
+        "cloud_url": "http://{$WCON_IT_HOST}:{$WCON_IT_PORT}",
+        "channel": "c",
+        "token": "{$WCON_IT_TOKEN}",
+        "protocol": "websocket",
+        "max_concurrent_requests": 4,
+        "reconnect_delay": 0.5,
+        "max_reconnect_delay": 5,
+        "heartbeat_timeout": 90,
+        "verify_ssl": true,
+        "connector_id": "laptop-1",
+        "default_target": {"url": format!("http://{}/default", default_sink.addr), "timeout_seconds": 5},
+        "targets": {"stripe": {"url": format!("http://{}/stripe", stripe_sink.addr), "headers": {"X-Env": "test"}}}
+    });
+    let file = dir.path().join("connector.json");
+    std::fs::write(&file, config.to_string()).unwrap();
+    let port = serve.addr.unwrap().port().to_string();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_wcon"));
+    cmd.args(["tunnel", "--config", file.to_str().unwrap()])
+        .env("WCON_IT_HOST", "127.0.0.1")
+        .env("WCON_IT_PORT", &port)
+        .env("WCON_IT_TOKEN", TOKEN)
+        .env_remove("WCON_TOKEN")
+        .env_remove("WCON_SERVER")
+        .stderr(std::process::Stdio::null());
+    let mut tunnel = cmd.spawn().unwrap();
+    let client = reqwest::Client::new();
+    assert_eq!(post(&client, &serve.url("/webhook/stripe"), b"{\"s\":1}".to_vec(), &[]).await.0, 200);
+    assert_eq!(post(&client, &serve.url("/webhook/github"), b"{\"g\":1}".to_vec(), &[]).await.0, 200);
+    stripe_sink.wait_until(Duration::from_secs(20), "the stripe delivery", |s| s.count() == 1).await;
+    default_sink.wait_until(Duration::from_secs(20), "the github delivery", |s| s.count() == 1).await;
+    assert_eq!(stripe_sink.all()[0].header("x-env"), "test");
+    assert_eq!(&stripe_sink.all()[0].body[..], b"{\"s\":1}");
+    assert_eq!(&default_sink.all()[0].body[..], b"{\"g\":1}");
+    let detail: serde_json::Value = client
+        .get(serve.url("/admin/webhook-connect/channels/c"))
+        .bearer_auth("admin-secret-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(detail["connected_clients"][0]["connector_id"], "laptop-1");
+    let _ = tunnel.kill();
+    let _ = tunnel.wait();
 }

@@ -269,6 +269,8 @@ pub struct Sink {
     pub addr: SocketAddr,
     pub received: Arc<Mutex<Vec<Received>>>,
     pub status: Arc<AtomicU16>,
+    /// Milliseconds to wait before answering.
+    pub delay_ms: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Sink {
@@ -278,6 +280,7 @@ impl Sink {
             addr: listener.local_addr().unwrap(),
             received: Arc::new(Mutex::new(Vec::new())),
             status: Arc::new(AtomicU16::new(200)),
+            delay_ms: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         };
         let app = axum::Router::new()
             .route("/{*path}", any(record))

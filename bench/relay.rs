@@ -1,0 +1,247 @@
+//! relaybench: the whole relay on loopback, measured in one run.
+//!
+//! Starts a bare HTTP server (the ceiling), `wcon serve` (release build), `wcon tunnel` and a sink,
+//! all on 127.0.0.1, and reports:
+//! 1. ingest req/s of `wcon serve` (durable, no connector) against the bare-HTTP ceiling measured
+//!    by the same sender;
+//! 2. sustained end-to-end msg/s through one connector;
+//! 3. end-to-end latency percentiles at a fixed rate (default 2,000 msg/s);
+//! 4. idle single-webhook latency.
+//!
+//! Run: `cargo bench --bench relay` (env: BENCH_SECONDS, BENCH_RATE, BENCH_SENDERS).
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::routing::post;
+use tokio::sync::Mutex;
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Where arrivals are recorded: count, and (send time → arrival) latencies in µs.
+#[derive(Default)]
+struct Arrivals {
+    count: AtomicU64,
+    latencies_us: Mutex<Vec<u64>>,
+}
+
+fn now_us(epoch: Instant) -> u64 {
+    epoch.elapsed().as_micros() as u64
+}
+
+async fn start_http(handler: axum::Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, handler).await.unwrap() });
+    addr
+}
+
+/// Sends as fast as `senders` concurrent clients can for `seconds`; returns accepted req/s.
+async fn blast(url: &str, seconds: u64, senders: u64, epoch: Instant) -> f64 {
+    let client = reqwest::Client::builder().pool_max_idle_per_host(senders as usize).build().unwrap();
+    let ok = Arc::new(AtomicU64::new(0));
+    let stop = Instant::now() + Duration::from_secs(seconds);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..senders {
+        let (client, url, ok) = (client.clone(), url.to_string(), ok.clone());
+        tasks.push(tokio::spawn(async move {
+            while Instant::now() < stop {
+                let body = format!("{{\"sent_us\":{},\"pad\":\"{}\"}}", now_us(epoch), "x".repeat(100));
+                if let Ok(r) = client.post(&url).header("content-type", "application/json").body(body).send().await {
+                    if r.status().is_success() {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let _ = r.bytes().await;
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    ok.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Sends at a fixed `rate` for `seconds`.
+async fn paced(url: &str, seconds: u64, rate: u64, epoch: Instant) -> u64 {
+    let client = reqwest::Client::builder().pool_max_idle_per_host(256).build().unwrap();
+    let total = seconds * rate;
+    let interval = Duration::from_secs_f64(1.0 / rate as f64);
+    let start = tokio::time::Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..total {
+        tokio::time::sleep_until(start + interval * i as u32).await;
+        let (client, url) = (client.clone(), url.to_string());
+        tasks.spawn(async move {
+            let body = format!("{{\"sent_us\":{},\"pad\":\"{}\"}}", now_us(epoch), "x".repeat(100));
+            let _ = client.post(&url).header("content-type", "application/json").body(body).send().await;
+        });
+        while tasks.len() > 512 {
+            tasks.join_next().await;
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+    total
+}
+
+fn spawn_wcon(args: &[&str], envs: &[(&str, &str)]) -> (Proc, Option<String>) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wcon"));
+    cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).env("RUST_LOG", "error");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("wcon starts");
+    use std::io::BufRead as _;
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    for stream in [Box::new(stdout) as Box<dyn std::io::Read + Send>, Box::new(stderr)] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stream).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+    }
+    let want = if args[0] == "serve" { "listening on http://" } else { "connected to" };
+    let line = rx.iter().find(|l| l.contains(want));
+    std::thread::spawn(move || for _ in rx {});
+    (Proc(child), line)
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i] as f64 / 1000.0
+}
+
+#[tokio::main]
+async fn main() {
+    let seconds = env_u64("BENCH_SECONDS", 10);
+    let rate = env_u64("BENCH_RATE", 2000);
+    let senders = env_u64("BENCH_SENDERS", 64);
+    let epoch = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let token = "ch_tok_benchmark_token";
+    std::fs::write(
+        dir.path().join("webhooks.json"),
+        serde_json::json!({"bench": {"module": "webhook_connect", "module-config": {
+            "channel": "bench", "channel_token": token, "max_queue_size": 10_000_000u64, "max_in_flight": 1000}}})
+        .to_string(),
+    )
+    .unwrap();
+
+    // 1. The ceiling: a bare HTTP server that answers 200 without doing anything.
+    let bare = start_http(axum::Router::new().route("/webhook/bench", post(|| async { "{\"message\":\"200 OK\"}" }))).await;
+    let ceiling = blast(&format!("http://{bare}/webhook/bench"), seconds, senders, epoch).await;
+
+    // 2. Ingest: durable writes, no connector attached.
+    let data = dir.path().join("data");
+    let (serve, line) = spawn_wcon(
+        &["serve", "--listen", "127.0.0.1:0", "--config-dir", dir.path().to_str().unwrap(), "--data-dir", data.to_str().unwrap()],
+        &[],
+    );
+    let addr = line.expect("serve started").trim_start_matches("listening on http://").to_string();
+    let url = format!("http://{addr}/webhook/bench");
+    let ingest = blast(&url, seconds, senders, epoch).await;
+
+    // 3. Sink + tunnel: drain the backlog ingest left, then sustained end to end.
+    let arrivals = Arc::new(Arrivals::default());
+    let record = |State(a): State<Arc<Arrivals>>, body: Bytes| async move {
+        a.count.fetch_add(1, Ordering::Relaxed);
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) {
+            if let Some(sent) = v["sent_us"].as_u64() {
+                a.latencies_us.lock().await.push(now_us(epoch).saturating_sub(sent));
+            }
+        }
+        "ok"
+    };
+    let sink = start_http(axum::Router::new().route("/in", post(record)).with_state(arrivals.clone())).await;
+    let backlog = (ingest * seconds as f64) as u64;
+    let drain_start = Instant::now();
+    let (tunnel, _) = spawn_wcon(
+        &["tunnel", "bench", "--to", &format!("http://{sink}/in"), "--server", &format!("http://{addr}"), "--concurrency", "256"],
+        &[("WCON_TOKEN", token)],
+    );
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while arrivals.count.load(Ordering::Relaxed) < backlog.saturating_sub(backlog / 100) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let drained = arrivals.count.load(Ordering::Relaxed);
+    let drain_rate = drained as f64 / drain_start.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // 4. Sustained: send at full speed with the connector attached; count what arrives.
+    let before = arrivals.count.load(Ordering::Relaxed);
+    let start = Instant::now();
+    let sent_rate = blast(&url, seconds, senders, epoch).await;
+    let sent = (sent_rate * start.elapsed().as_secs_f64()) as u64;
+    while arrivals.count.load(Ordering::Relaxed) < before + sent && start.elapsed() < Duration::from_secs(seconds * 10) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let e2e = (arrivals.count.load(Ordering::Relaxed) - before) as f64 / start.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // 5. Latency at a fixed rate.
+    arrivals.latencies_us.lock().await.clear();
+    let before = arrivals.count.load(Ordering::Relaxed);
+    let n = paced(&url, seconds, rate, epoch).await;
+    let wait = Instant::now();
+    while arrivals.count.load(Ordering::Relaxed) < before + n && wait.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut lat = arrivals.latencies_us.lock().await.clone();
+    lat.sort_unstable();
+
+    // 6. Idle single webhook.
+    let client = reqwest::Client::new();
+    let mut idle = Vec::new();
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let before = arrivals.count.load(Ordering::Relaxed);
+        let t = Instant::now();
+        let body = format!("{{\"sent_us\":{}}}", now_us(epoch));
+        client.post(&url).header("content-type", "application/json").body(body).send().await.unwrap();
+        while arrivals.count.load(Ordering::Relaxed) == before {
+            tokio::time::sleep(Duration::from_micros(100)).await;
+        }
+        idle.push(t.elapsed().as_micros() as u64);
+    }
+    idle.sort_unstable();
+
+    println!("relaybench: {seconds}s per phase, {senders} senders, 2 cores shared by everything");
+    println!("| measure | result |");
+    println!("|---|---|");
+    println!("| bare HTTP ceiling (same sender) | {ceiling:.0} req/s |");
+    println!("| ingest, durable (fsync, group commit) | {ingest:.0} req/s ({:.0}% of ceiling) |", ingest / ceiling * 100.0);
+    println!("| backlog drain through one connector | {drain_rate:.0} msg/s ({drained} messages) |");
+    println!("| sustained end to end, sending at full speed | {e2e:.0} msg/s |");
+    println!(
+        "| end-to-end latency at {rate} msg/s | p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms ({} samples) |",
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.95),
+        percentile(&lat, 0.99),
+        lat.len()
+    );
+    println!("| idle single webhook, send to arrival | median {:.2} ms |", percentile(&idle, 0.5));
+    drop(tunnel);
+    drop(serve);
+}
