@@ -9,6 +9,7 @@
 //! `commands/` turns its results into text.
 #![warn(missing_docs)]
 
+pub mod auth;
 pub mod buffer;
 pub mod config;
 pub mod connector;
