@@ -34,7 +34,9 @@
 pub mod authorization;
 pub mod basic_auth;
 pub mod header_auth;
+pub mod hmac;
 pub mod ip_whitelist;
+pub mod jwt;
 pub mod query_auth;
 
 use std::borrow::Cow;
@@ -300,6 +302,8 @@ impl Authenticator {
                 &cfg.query_auth,
                 build::<query_auth::QueryAuthConfig>,
             ),
+            ("hmac", &cfg.hmac, build::<hmac::HmacConfig>),
+            ("jwt", &cfg.jwt, build::<jwt::JwtConfig>),
         ];
         for &(key, value, builder) in methods {
             if let Some(value) = value {
