@@ -33,11 +33,14 @@
 
 pub mod authorization;
 pub mod basic_auth;
+pub mod digest_auth;
 pub mod header_auth;
 pub mod hmac;
 pub mod ip_whitelist;
 pub mod jwt;
+pub mod oauth1;
 pub mod query_auth;
+mod replay;
 
 use std::borrow::Cow;
 use std::fmt;
@@ -304,6 +307,12 @@ impl Authenticator {
             ),
             ("hmac", &cfg.hmac, build::<hmac::HmacConfig>),
             ("jwt", &cfg.jwt, build::<jwt::JwtConfig>),
+            ("oauth1", &cfg.oauth1, build::<oauth1::OAuth1Config>),
+            (
+                "digest_auth",
+                &cfg.digest_auth,
+                build::<digest_auth::DigestAuthConfig>,
+            ),
         ];
         for &(key, value, builder) in methods {
             if let Some(value) = value {
