@@ -39,7 +39,9 @@ pub mod hmac;
 pub mod ip_whitelist;
 pub mod jwt;
 pub mod oauth1;
+pub mod oauth2;
 pub mod query_auth;
+pub mod recaptcha;
 mod replay;
 
 use std::borrow::Cow;
@@ -312,6 +314,12 @@ impl Authenticator {
                 "digest_auth",
                 &cfg.digest_auth,
                 build::<digest_auth::DigestAuthConfig>,
+            ),
+            ("oauth2", &cfg.oauth2, build::<oauth2::OAuth2Config>),
+            (
+                "recaptcha",
+                &cfg.recaptcha,
+                build::<recaptcha::RecaptchaConfig>,
             ),
         ];
         for &(key, value, builder) in methods {
