@@ -204,9 +204,14 @@ impl DigestAuthConfig {
         if !quotable(&self.realm) {
             errors.push(ctx.error(key, "realm", "must be non-empty text without `\"` or `\\`"));
         }
-        if self.nonce_ttl_seconds == 0 {
-            errors.push(ctx.error(key, "nonce_ttl_seconds", "must be greater than 0"));
-        }
+        ctx.check_range(
+            &mut errors,
+            key,
+            "nonce_ttl_seconds",
+            self.nonce_ttl_seconds,
+            1,
+            86_400,
+        );
         if self.max_nonces == 0 {
             errors.push(ctx.error(key, "max_nonces", "must be greater than 0"));
         }
@@ -821,5 +826,10 @@ mod tests {
             paths,
             ["hook.digest_auth.algorithm", "hook.digest_auth.qop"]
         );
+        let e = config_errors::<DigestAuthConfig>(
+            "digest_auth",
+            json!({"username": "u", "password": "p", "nonce_ttl_seconds": 0}),
+        );
+        assert_eq!(e[0].path, "hook.digest_auth.nonce_ttl_seconds");
     }
 }

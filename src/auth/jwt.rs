@@ -68,6 +68,9 @@ fn default_algorithm() -> String {
     "HS256".into()
 }
 
+/// The largest clock skew accepted (an hour is already generous).
+pub(crate) const MAX_LEEWAY_SECONDS: u64 = 3_600;
+
 fn default_leeway_seconds() -> u64 {
     30
 }
@@ -133,7 +136,7 @@ impl JwtVerifier {
         };
         let mut validation = Validation::new(algorithms[0]);
         validation.algorithms = algorithms.to_vec();
-        validation.leeway = rules.leeway_seconds;
+        validation.leeway = rules.leeway_seconds.min(MAX_LEEWAY_SECONDS);
         validation.validate_exp = rules.verify_exp;
         validation.validate_nbf = true;
         let mut required = Vec::new();
@@ -177,6 +180,18 @@ impl MethodConfig for JwtConfig {
         ctx: &BuildContext<'_>,
         key: &str,
     ) -> Result<Box<dyn Validator>, Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        ctx.check_range(
+            &mut errors,
+            key,
+            "leeway_seconds",
+            self.leeway_seconds,
+            0,
+            MAX_LEEWAY_SECONDS,
+        );
+        if !errors.is_empty() {
+            return Err(errors);
+        }
         let algorithm =
             parse_algorithm(&self.algorithm).map_err(|e| vec![ctx.error(key, "algorithm", e)])?;
         let rules = JwtRules {
@@ -475,6 +490,10 @@ pub(crate) mod tests {
             (
                 json!({"secret": SECRET, "algorithm": "HS999"}),
                 "hook.jwt.algorithm",
+            ),
+            (
+                json!({"secret": SECRET, "leeway_seconds": 3601}),
+                "hook.jwt.leeway_seconds",
             ),
         ] {
             let e = config_errors::<JwtConfig>("jwt", cfg.clone());

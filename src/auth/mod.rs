@@ -400,6 +400,22 @@ impl BuildContext<'_> {
         )
     }
 
+    /// Adds an error when `value` (of `key.sub`) is outside `min..=max`. Durations are bounded so
+    /// that the clock arithmetic they feed cannot overflow.
+    pub(crate) fn check_range(
+        &self,
+        errors: &mut Vec<ConfigError>,
+        key: &str,
+        sub: &str,
+        value: u64,
+        min: u64,
+        max: u64,
+    ) {
+        if !(min..=max).contains(&value) {
+            errors.push(self.error(key, sub, format!("must be between {min} and {max}")));
+        }
+    }
+
     /// The webhook's trusted proxies.
     pub(crate) fn trusted_proxies(&self) -> &TrustedProxies {
         self.trusted_proxies

@@ -138,9 +138,14 @@ impl OAuth1Config {
         if self.consumer_secret.expose().is_empty() {
             errors.push(ctx.error(key, "consumer_secret", "must not be empty"));
         }
-        if self.verify_timestamp && self.timestamp_window == 0 {
-            errors.push(ctx.error(key, "timestamp_window", "must be greater than 0"));
-        }
+        ctx.check_range(
+            &mut errors,
+            key,
+            "timestamp_window",
+            self.timestamp_window,
+            1,
+            86_400,
+        );
         if self.max_nonces == 0 {
             errors.push(ctx.error(key, "max_nonces", "must be greater than 0"));
         }
@@ -721,5 +726,11 @@ mod tests {
             json!({"consumer_key": "k", "consumer_secret": "s", "signature_method": "RSA-SHA1"}),
         );
         assert_eq!(e[0].path, "hook.oauth1.signature_method");
+        // A huge window would overflow the clock arithmetic of nonce expiry.
+        let e = config_errors::<OAuth1Config>(
+            "oauth1",
+            json!({"consumer_key": "k", "consumer_secret": "s", "timestamp_window": u64::MAX}),
+        );
+        assert_eq!(e[0].path, "hook.oauth1.timestamp_window");
     }
 }

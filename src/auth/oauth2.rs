@@ -27,7 +27,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use url::Url;
 
-use super::jwt::{JwtRules, JwtVerifier, OneOrMany, parse_algorithm};
+use super::jwt::{JwtRules, JwtVerifier, MAX_LEEWAY_SECONDS, OneOrMany, parse_algorithm};
 use super::replay::{ExpiringMap, key};
 use super::{
     AuthError, AuthRequest, BuildContext, MethodConfig, Validator, authorization_param,
@@ -197,9 +197,22 @@ impl MethodConfig for OAuth2Config {
                 if self.max_cache_entries == 0 {
                     errors.push(ctx.error(key, "max_cache_entries", "must be greater than 0"));
                 }
-                if self.timeout_seconds == 0 {
-                    errors.push(ctx.error(key, "timeout_seconds", "must be greater than 0"));
-                }
+                ctx.check_range(
+                    &mut errors,
+                    key,
+                    "timeout_seconds",
+                    self.timeout_seconds,
+                    1,
+                    300,
+                );
+                ctx.check_range(
+                    &mut errors,
+                    key,
+                    "cache_ttl_seconds",
+                    self.cache_ttl_seconds,
+                    0,
+                    86_400,
+                );
                 match http_client(Duration::from_secs(self.timeout_seconds)) {
                     Ok(client) if errors.is_empty() => Some(Mode::Introspect(Introspection {
                         endpoint,
@@ -240,6 +253,14 @@ impl MethodConfig for OAuth2Config {
                 }
             }
         };
+        ctx.check_range(
+            &mut errors,
+            key,
+            "leeway_seconds",
+            self.leeway_seconds,
+            0,
+            MAX_LEEWAY_SECONDS,
+        );
         if self.token_type.is_empty() || self.token_type.contains(' ') {
             errors.push(ctx.error(key, "token_type", "must be one word, like `Bearer`"));
         }
@@ -309,7 +330,7 @@ impl OAuth2 {
             return Err("token is not active");
         }
         let exp = answer.get("exp").and_then(Value::as_u64);
-        if self.verify_exp && exp.is_some_and(|e| e + self.leeway <= now) {
+        if self.verify_exp && exp.is_some_and(|e| e.saturating_add(self.leeway) <= now) {
             return Err("token expired");
         }
         if answer
@@ -702,6 +723,14 @@ mod tests {
             (
                 json!({"jwt_secret": SECRET, "jwt_algorithms": ["none"]}),
                 "hook.oauth2.jwt_algorithms",
+            ),
+            (
+                json!({"introspection_endpoint": "https://idp.example/i", "client_id": "x", "client_secret": "y", "cache_ttl_seconds": 86_401}),
+                "hook.oauth2.cache_ttl_seconds",
+            ),
+            (
+                json!({"jwt_secret": SECRET, "leeway_seconds": u64::MAX}),
+                "hook.oauth2.leeway_seconds",
             ),
         ] {
             let e = config_errors::<OAuth2Config>("oauth2", cfg.clone());

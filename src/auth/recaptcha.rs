@@ -128,9 +128,14 @@ impl MethodConfig for RecaptchaConfig {
                 format!("`{}` is not a valid header name", self.token_field),
             ));
         }
-        if self.timeout_seconds == 0 {
-            errors.push(ctx.error(key, "timeout_seconds", "must be greater than 0"));
-        }
+        ctx.check_range(
+            &mut errors,
+            key,
+            "timeout_seconds",
+            self.timeout_seconds,
+            1,
+            300,
+        );
         let client = http_client(Duration::from_secs(self.timeout_seconds))
             .map_err(|e| errors.push(ctx.error(key, "", e)))
             .ok();
