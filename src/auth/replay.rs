@@ -27,7 +27,6 @@ pub(crate) fn key(parts: &[&[u8]]) -> Key {
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Full;
 
-#[derive(Debug)]
 pub(crate) struct ExpiringMap<V> {
     entries: HashMap<Key, (V, Instant, u64)>,
     // Insertion order, for pruning and eviction; a stale item (its key was removed or
@@ -35,6 +34,16 @@ pub(crate) struct ExpiringMap<V> {
     order: VecDeque<(u64, Key)>,
     next_seq: u64,
     capacity: usize,
+}
+
+// Only the size: a webhook's config is printed with `{:?}`, and must not dump nonces or tokens.
+impl<V> std::fmt::Debug for ExpiringMap<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExpiringMap")
+            .field("len", &self.entries.len())
+            .field("capacity", &self.capacity)
+            .finish()
+    }
 }
 
 impl<V> ExpiringMap<V> {
@@ -129,6 +138,15 @@ mod tests {
 
     fn k(n: u8) -> Key {
         key(&[&[n]])
+    }
+
+    #[test]
+    fn debug_shows_the_size_only() {
+        let now = Instant::now();
+        let mut m = ExpiringMap::new(4);
+        m.try_insert(k(1), "secret-ish", now + Duration::from_secs(5), now)
+            .unwrap();
+        assert_eq!(format!("{m:?}"), "ExpiringMap { len: 1, capacity: 4 }");
     }
 
     #[test]
