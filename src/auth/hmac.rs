@@ -15,10 +15,10 @@
 
 use std::fmt;
 
+use ::hmac::Mac;
 use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
@@ -106,7 +106,7 @@ pub enum HmacFormat {
 
 /// The configured `hmac` check.
 #[derive(Debug)]
-pub struct HmacValidator {
+pub struct Hmac {
     secret: Secret<String>,
     header: String,
     algorithm: HmacAlgorithm,
@@ -178,7 +178,7 @@ impl MethodConfig for HmacConfig {
         if !errors.is_empty() {
             return Err(errors);
         }
-        Ok(Box::new(HmacValidator {
+        Ok(Box::new(Hmac {
             secret: self.secret,
             header,
             algorithm,
@@ -191,8 +191,8 @@ impl MethodConfig for HmacConfig {
 
 /// HMAC of the concatenated `parts`.
 fn mac(algorithm: HmacAlgorithm, key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
-    fn run<M: Mac + hmac::digest::KeyInit>(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
-        let mut m = <M as hmac::digest::KeyInit>::new_from_slice(key)
+    fn run<M: Mac + ::hmac::digest::KeyInit>(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+        let mut m = <M as ::hmac::digest::KeyInit>::new_from_slice(key)
             .expect("HMAC takes keys of any length");
         for p in parts {
             m.update(p);
@@ -200,9 +200,9 @@ fn mac(algorithm: HmacAlgorithm, key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
         m.finalize().into_bytes().to_vec()
     }
     match algorithm {
-        HmacAlgorithm::Sha1 => run::<Hmac<sha1::Sha1>>(key, parts),
-        HmacAlgorithm::Sha256 => run::<Hmac<sha2::Sha256>>(key, parts),
-        HmacAlgorithm::Sha512 => run::<Hmac<sha2::Sha512>>(key, parts),
+        HmacAlgorithm::Sha1 => run::<::hmac::Hmac<sha1::Sha1>>(key, parts),
+        HmacAlgorithm::Sha256 => run::<::hmac::Hmac<sha2::Sha256>>(key, parts),
+        HmacAlgorithm::Sha512 => run::<::hmac::Hmac<sha2::Sha512>>(key, parts),
     }
 }
 
@@ -210,7 +210,7 @@ fn same(expected: &[u8], got: &[u8]) -> bool {
     expected.ct_eq(got).into()
 }
 
-impl HmacValidator {
+impl Hmac {
     fn check(&self, req: &AuthRequest<'_>, now: u64) -> Result<(), &'static str> {
         let value = single_header(req.headers, &self.header)
             .ok_or("signature header absent, repeated or not text")?
@@ -286,7 +286,7 @@ impl HmacValidator {
 }
 
 #[async_trait]
-impl Validator for HmacValidator {
+impl Validator for Hmac {
     fn name(&self) -> &'static str {
         "hmac"
     }
@@ -320,7 +320,7 @@ mod tests {
 
     /// The documented algorithms, written out independently of `mac`.
     fn hmac_sha256(key: &str, msg: &[u8]) -> Vec<u8> {
-        let mut m = Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).unwrap();
+        let mut m = ::hmac::Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).unwrap();
         m.update(msg);
         m.finalize().into_bytes().to_vec()
     }
