@@ -797,6 +797,156 @@ mod tests {
         );
     }
 
+    /// Random junk in every header and field a method reads: no method may panic, and every
+    /// refusal must be a 401 or a 403.
+    #[tokio::test]
+    async fn random_requests_never_panic_and_are_only_refused() {
+        use rand::rngs::StdRng;
+        use rand::{Rng, SeedableRng};
+
+        let secret = "a-shared-secret-of-32-characters";
+        let configs: Vec<Box<dyn Validator>> = vec![
+            validator::<authorization::AuthorizationConfig>(
+                "authorization",
+                json!("Bearer tok-123456"),
+            ),
+            validator::<authorization::AuthorizationConfig>("authorization", json!("Token x")),
+            validator::<basic_auth::BasicAuthConfig>(
+                "basic_auth",
+                json!({"username": "u", "password": "p"}),
+            ),
+            validator::<header_auth::HeaderAuthConfig>("header_auth", json!({"api_key": "k"})),
+            validator::<query_auth::QueryAuthConfig>("query_auth", json!({"api_key": "k"})),
+            validator::<ip_whitelist::IpWhitelistConfig>("ip_whitelist", json!(["10.0.0.0/8"])),
+            validator::<hmac::HmacConfig>("hmac", json!({"secret": secret})),
+            validator::<hmac::HmacConfig>("hmac", json!({"secret": secret, "encoding": "base64"})),
+            validator::<hmac::HmacConfig>(
+                "hmac",
+                json!({"secret": secret, "format": "github", "header": "x-sig"}),
+            ),
+            validator::<hmac::HmacConfig>(
+                "hmac",
+                json!({"secret": secret, "format": "stripe", "header": "x-sig"}),
+            ),
+            validator::<hmac::HmacConfig>(
+                "hmac",
+                json!({"secret": secret, "format": "shopify", "header": "x-sig"}),
+            ),
+            validator::<jwt::JwtConfig>("jwt", json!({"secret": secret})),
+            validator::<oauth1::OAuth1Config>(
+                "oauth1",
+                json!({"consumer_key": "k", "consumer_secret": "s"}),
+            ),
+            validator::<oauth1::OAuth1Config>(
+                "oauth1",
+                json!({"consumer_key": "k", "consumer_secret": "s", "signature_method": "PLAINTEXT"}),
+            ),
+            validator::<digest_auth::DigestAuthConfig>(
+                "digest_auth",
+                json!({"username": "u", "password": "p", "qop": "auth-int"}),
+            ),
+            validator::<oauth2::OAuth2Config>("oauth2", json!({"jwt_secret": secret})),
+        ];
+        let schemes = [
+            "", "Bearer ", "Basic ", "Digest ", "OAuth ", "bearer  ", "Token ",
+        ];
+        let pieces = [
+            "a",
+            "Z",
+            "0",
+            "=",
+            ",",
+            " ",
+            "\"",
+            "\\",
+            ":",
+            ";",
+            "/",
+            "+",
+            "%",
+            "%2",
+            "%zz",
+            ".",
+            "-",
+            "_",
+            "t=",
+            "v1=",
+            "sha256=",
+            "nc=",
+            "nonce=",
+            "oauth_signature=",
+            "username=\"u\"",
+            "::1",
+            "10.0.0.1",
+            "[",
+            "]",
+            "99999999999999999999",
+        ];
+        let mut rng = StdRng::seed_from_u64(0x5eed);
+        let junk = |rng: &mut StdRng| -> Vec<u8> {
+            let mut v = Vec::new();
+            for _ in 0..rng.random_range(0..12) {
+                if rng.random_bool(0.05) {
+                    v.push(rng.random_range(0x80..=0xff));
+                } else {
+                    v.extend_from_slice(pieces[rng.random_range(0..pieces.len())].as_bytes());
+                }
+            }
+            v
+        };
+        for _ in 0..400 {
+            let mut r = Req::post("/webhook/hook");
+            if let Ok(uri) = format!(
+                "/webhook/hook?{}",
+                String::from_utf8_lossy(&junk(&mut rng))
+                    .replace([' ', '"', '\\', '[', ']', '%'], "")
+            )
+            .parse()
+            {
+                r.uri = uri;
+            }
+            for name in [
+                "authorization",
+                "x-forwarded-for",
+                "x-real-ip",
+                "x-hmac-signature",
+                "x-sig",
+                "x-api-key",
+                "content-type",
+                "host",
+            ] {
+                for _ in 0..rng.random_range(0..3) {
+                    let mut value = if name == "authorization" {
+                        schemes[rng.random_range(0..schemes.len())]
+                            .as_bytes()
+                            .to_vec()
+                    } else {
+                        Vec::new()
+                    };
+                    value.extend(junk(&mut rng));
+                    if let Ok(v) = HeaderValue::from_bytes(&value) {
+                        r.headers.append(HeaderName::from_static(name), v);
+                    }
+                }
+            }
+            r.body = junk(&mut rng);
+            r.peer = if rng.random_bool(0.5) {
+                ip("10.1.2.3")
+            } else {
+                ip("2001:db8::7")
+            };
+            for v in &configs {
+                if let Err(e) = v.validate(&r.as_auth()).await {
+                    assert!(
+                        matches!(e.status().as_u16(), 401 | 403),
+                        "{}: {e:?}",
+                        v.name()
+                    );
+                }
+            }
+        }
+    }
+
     fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
