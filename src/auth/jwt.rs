@@ -5,7 +5,8 @@
 //! PS256/384/512 (`secret` is the RSA public key, PEM), ES256/384 (`secret` is the EC public key,
 //! PEM). The token's `alg` must be exactly the configured one, so `none` and algorithm confusion
 //! (an RS256 public key used as an HS256 secret) are refused; a PEM key configured with an HS
-//! algorithm is refused at load for the same reason. `exp` is required and checked when
+//! algorithm is refused at load for the same reason, and so is an HMAC secret shorter than 16
+//! characters (a short one is guessed offline from any single token). `exp` is required and checked when
 //! `verify_exp` (default true), `nbf` is checked when present, both with `leeway_seconds` of
 //! clock skew (default 30). `issuer` and `audience`, when set, are required and must match.
 //! ES512 is not offered: the JWT library does not implement it.
