@@ -22,7 +22,10 @@ use axum::routing::post;
 use tokio::sync::Mutex;
 
 fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 struct Proc(Child);
@@ -53,7 +56,10 @@ async fn start_http(handler: axum::Router) -> SocketAddr {
 
 /// Sends as fast as `senders` concurrent clients can for `seconds`; returns accepted req/s.
 async fn blast(url: &str, seconds: u64, senders: u64, epoch: Instant) -> f64 {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(senders as usize).build().unwrap();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(senders as usize)
+        .build()
+        .unwrap();
     let ok = Arc::new(AtomicU64::new(0));
     let stop = Instant::now() + Duration::from_secs(seconds);
     let start = Instant::now();
@@ -62,8 +68,18 @@ async fn blast(url: &str, seconds: u64, senders: u64, epoch: Instant) -> f64 {
         let (client, url, ok) = (client.clone(), url.to_string(), ok.clone());
         tasks.push(tokio::spawn(async move {
             while Instant::now() < stop {
-                let body = format!("{{\"sent_us\":{},\"pad\":\"{}\"}}", now_us(epoch), "x".repeat(100));
-                if let Ok(r) = client.post(&url).header("content-type", "application/json").body(body).send().await {
+                let body = format!(
+                    "{{\"sent_us\":{},\"pad\":\"{}\"}}",
+                    now_us(epoch),
+                    "x".repeat(100)
+                );
+                if let Ok(r) = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                {
                     if r.status().is_success() {
                         ok.fetch_add(1, Ordering::Relaxed);
                     }
@@ -80,7 +96,10 @@ async fn blast(url: &str, seconds: u64, senders: u64, epoch: Instant) -> f64 {
 
 /// Sends at a fixed `rate` for `seconds`.
 async fn paced(url: &str, seconds: u64, rate: u64, epoch: Instant) -> u64 {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(256).build().unwrap();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()
+        .unwrap();
     let total = seconds * rate;
     let interval = Duration::from_secs_f64(1.0 / rate as f64);
     let start = tokio::time::Instant::now();
@@ -89,8 +108,17 @@ async fn paced(url: &str, seconds: u64, rate: u64, epoch: Instant) -> u64 {
         tokio::time::sleep_until(start + interval * i as u32).await;
         let (client, url) = (client.clone(), url.to_string());
         tasks.spawn(async move {
-            let body = format!("{{\"sent_us\":{},\"pad\":\"{}\"}}", now_us(epoch), "x".repeat(100));
-            let _ = client.post(&url).header("content-type", "application/json").body(body).send().await;
+            let body = format!(
+                "{{\"sent_us\":{},\"pad\":\"{}\"}}",
+                now_us(epoch),
+                "x".repeat(100)
+            );
+            let _ = client
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await;
         });
         while tasks.len() > 512 {
             tasks.join_next().await;
@@ -102,7 +130,11 @@ async fn paced(url: &str, seconds: u64, rate: u64, epoch: Instant) -> u64 {
 
 fn spawn_wcon(args: &[&str], envs: &[(&str, &str)]) -> (Proc, Option<String>) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_wcon"));
-    cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).env("RUST_LOG", "error");
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env("RUST_LOG", "error");
     for (k, v) in envs {
         cmd.env(k, v);
     }
@@ -111,15 +143,25 @@ fn spawn_wcon(args: &[&str], envs: &[(&str, &str)]) -> (Proc, Option<String>) {
     let stdout = child.stdout.take().unwrap();
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
-    for stream in [Box::new(stdout) as Box<dyn std::io::Read + Send>, Box::new(stderr)] {
+    for stream in [
+        Box::new(stdout) as Box<dyn std::io::Read + Send>,
+        Box::new(stderr),
+    ] {
         let tx = tx.clone();
         std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stream).lines().map_while(Result::ok) {
+            for line in std::io::BufReader::new(stream)
+                .lines()
+                .map_while(Result::ok)
+            {
                 let _ = tx.send(line);
             }
         });
     }
-    let want = if args[0] == "serve" { "listening on http://" } else { "connected to" };
+    let want = if args[0] == "serve" {
+        "listening on http://"
+    } else {
+        "connected to"
+    };
     let line = rx.iter().find(|l| l.contains(want));
     std::thread::spawn(move || for _ in rx {});
     (Proc(child), line)
@@ -150,39 +192,79 @@ async fn main() {
     .unwrap();
 
     // 1. The ceiling: a bare HTTP server that answers 200 without doing anything.
-    let bare = start_http(axum::Router::new().route("/webhook/bench", post(|| async { "{\"message\":\"200 OK\"}" }))).await;
-    let ceiling = blast(&format!("http://{bare}/webhook/bench"), seconds, senders, epoch).await;
+    let bare = start_http(axum::Router::new().route(
+        "/webhook/bench",
+        post(|| async { "{\"message\":\"200 OK\"}" }),
+    ))
+    .await;
+    let ceiling = blast(
+        &format!("http://{bare}/webhook/bench"),
+        seconds,
+        senders,
+        epoch,
+    )
+    .await;
 
     // 2. Ingest: durable writes, no connector attached.
     let data = dir.path().join("data");
     let (serve, line) = spawn_wcon(
-        &["serve", "--listen", "127.0.0.1:0", "--config-dir", dir.path().to_str().unwrap(), "--data-dir", data.to_str().unwrap()],
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--config-dir",
+            dir.path().to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
         &[],
     );
-    let addr = line.expect("serve started").trim_start_matches("listening on http://").to_string();
+    let addr = line
+        .expect("serve started")
+        .trim_start_matches("listening on http://")
+        .to_string();
     let url = format!("http://{addr}/webhook/bench");
     let ingest = blast(&url, seconds, senders, epoch).await;
 
     // 3. Sink + tunnel: drain the backlog ingest left, then sustained end to end.
     let arrivals = Arc::new(Arrivals::default());
-    let record = |State(a): State<Arc<Arrivals>>, body: Bytes| async move {
+    let record = move |State(a): State<Arc<Arrivals>>, body: Bytes| async move {
         a.count.fetch_add(1, Ordering::Relaxed);
         if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) {
             if let Some(sent) = v["sent_us"].as_u64() {
-                a.latencies_us.lock().await.push(now_us(epoch).saturating_sub(sent));
+                a.latencies_us
+                    .lock()
+                    .await
+                    .push(now_us(epoch).saturating_sub(sent));
             }
         }
         "ok"
     };
-    let sink = start_http(axum::Router::new().route("/in", post(record)).with_state(arrivals.clone())).await;
+    let sink = start_http(
+        axum::Router::new()
+            .route("/in", post(record))
+            .with_state(arrivals.clone()),
+    )
+    .await;
     let backlog = (ingest * seconds as f64) as u64;
     let drain_start = Instant::now();
     let (tunnel, _) = spawn_wcon(
-        &["tunnel", "bench", "--to", &format!("http://{sink}/in"), "--server", &format!("http://{addr}"), "--concurrency", "256"],
+        &[
+            "tunnel",
+            "bench",
+            "--to",
+            &format!("http://{sink}/in"),
+            "--server",
+            &format!("http://{addr}"),
+            "--concurrency",
+            "256",
+        ],
         &[("WCON_TOKEN", token)],
     );
     let deadline = Instant::now() + Duration::from_secs(300);
-    while arrivals.count.load(Ordering::Relaxed) < backlog.saturating_sub(backlog / 100) && Instant::now() < deadline {
+    while arrivals.count.load(Ordering::Relaxed) < backlog.saturating_sub(backlog / 100)
+        && Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let drained = arrivals.count.load(Ordering::Relaxed);
@@ -194,10 +276,13 @@ async fn main() {
     let start = Instant::now();
     let sent_rate = blast(&url, seconds, senders, epoch).await;
     let sent = (sent_rate * start.elapsed().as_secs_f64()) as u64;
-    while arrivals.count.load(Ordering::Relaxed) < before + sent && start.elapsed() < Duration::from_secs(seconds * 10) {
+    while arrivals.count.load(Ordering::Relaxed) < before + sent
+        && start.elapsed() < Duration::from_secs(seconds * 10)
+    {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let e2e = (arrivals.count.load(Ordering::Relaxed) - before) as f64 / start.elapsed().as_secs_f64();
+    let e2e =
+        (arrivals.count.load(Ordering::Relaxed) - before) as f64 / start.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     // 5. Latency at a fixed rate.
@@ -205,7 +290,9 @@ async fn main() {
     let before = arrivals.count.load(Ordering::Relaxed);
     let n = paced(&url, seconds, rate, epoch).await;
     let wait = Instant::now();
-    while arrivals.count.load(Ordering::Relaxed) < before + n && wait.elapsed() < Duration::from_secs(30) {
+    while arrivals.count.load(Ordering::Relaxed) < before + n
+        && wait.elapsed() < Duration::from_secs(30)
+    {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let mut lat = arrivals.latencies_us.lock().await.clone();
@@ -219,7 +306,13 @@ async fn main() {
         let before = arrivals.count.load(Ordering::Relaxed);
         let t = Instant::now();
         let body = format!("{{\"sent_us\":{}}}", now_us(epoch));
-        client.post(&url).header("content-type", "application/json").body(body).send().await.unwrap();
+        client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
         while arrivals.count.load(Ordering::Relaxed) == before {
             tokio::time::sleep(Duration::from_micros(100)).await;
         }
@@ -231,8 +324,13 @@ async fn main() {
     println!("| measure | result |");
     println!("|---|---|");
     println!("| bare HTTP ceiling (same sender) | {ceiling:.0} req/s |");
-    println!("| ingest, durable (fsync, group commit) | {ingest:.0} req/s ({:.0}% of ceiling) |", ingest / ceiling * 100.0);
-    println!("| backlog drain through one connector | {drain_rate:.0} msg/s ({drained} messages) |");
+    println!(
+        "| ingest, durable (fsync, group commit) | {ingest:.0} req/s ({:.0}% of ceiling) |",
+        ingest / ceiling * 100.0
+    );
+    println!(
+        "| backlog drain through one connector | {drain_rate:.0} msg/s ({drained} messages) |"
+    );
     println!("| sustained end to end, sending at full speed | {e2e:.0} msg/s |");
     println!(
         "| end-to-end latency at {rate} msg/s | p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms ({} samples) |",
@@ -241,7 +339,10 @@ async fn main() {
         percentile(&lat, 0.99),
         lat.len()
     );
-    println!("| idle single webhook, send to arrival | median {:.2} ms |", percentile(&idle, 0.5));
+    println!(
+        "| idle single webhook, send to arrival | median {:.2} ms |",
+        percentile(&idle, 0.5)
+    );
     drop(tunnel);
     drop(serve);
 }

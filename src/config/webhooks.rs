@@ -214,8 +214,18 @@ pub const DEFAULT_MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
 
 /// Names a webhook id may not take (they are routes or look like them).
 const RESERVED_IDS: &[&str] = &[
-    "stats", "health", "docs", "openapi.json", "redoc", "api", "admin", "root", "system",
-    "internal", "favicon.ico", "robots.txt",
+    "stats",
+    "health",
+    "docs",
+    "openapi.json",
+    "redoc",
+    "api",
+    "admin",
+    "root",
+    "system",
+    "internal",
+    "favicon.ico",
+    "robots.txt",
 ];
 
 /// Checks a webhook id against the original's rules.
@@ -225,14 +235,21 @@ pub fn check_webhook_id(id: &str) -> Result<(), String> {
         .enumerate()
         .all(|(i, c)| c.is_ascii_alphanumeric() || (i > 0 && (c == '_' || c == '-')));
     if id.is_empty() || id.len() > 64 || !valid_chars {
-        return Err("a webhook id is 1 to 64 letters, digits, `_` or `-`, starting with a letter or digit".into());
+        return Err(
+            "a webhook id is 1 to 64 letters, digits, `_` or `-`, starting with a letter or digit"
+                .into(),
+        );
     }
     let lower = id.to_ascii_lowercase();
     if RESERVED_IDS.contains(&lower.as_str()) {
         return Err(format!("`{id}` is a reserved name"));
     }
-    if ["_", "internal_", "system_", "admin_"].iter().any(|p| lower.starts_with(p))
-        || ["_internal", "_system", "_admin"].iter().any(|s| lower.ends_with(s))
+    if ["_", "internal_", "system_", "admin_"]
+        .iter()
+        .any(|p| lower.starts_with(p))
+        || ["_internal", "_system", "_admin"]
+            .iter()
+            .any(|s| lower.ends_with(s))
     {
         return Err(format!("`{id}` uses a reserved prefix or suffix"));
     }
@@ -246,13 +263,20 @@ pub fn check_webhook_id(id: &str) -> Result<(), String> {
 pub fn check_channel_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 64
-        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
         && !name.contains("..");
     if ok {
         Ok(())
     } else {
-        Err(format!("channel `{name}` must be 1 to 64 letters, digits, `.`, `_` or `-`, start with a letter or digit, and not contain `..`"))
+        Err(format!(
+            "channel `{name}` must be 1 to 64 letters, digits, `.`, `_` or `-`, start with a letter or digit, and not contain `..`"
+        ))
     }
 }
 
@@ -266,7 +290,9 @@ impl WebhooksConfig {
     /// Validates a parsed webhooks.json document; `file` names it in errors.
     pub fn from_json(file: &str, value: Value) -> Result<Self, ConfigErrors> {
         let Value::Object(entries) = value else {
-            return Err(ConfigError::new(file, "", "expected an object of webhook id → settings").into());
+            return Err(
+                ConfigError::new(file, "", "expected an object of webhook id → settings").into(),
+            );
         };
         let mut errors = Vec::new();
         let mut webhooks = BTreeMap::new();
@@ -275,7 +301,10 @@ impl WebhooksConfig {
                 errors.push(ConfigError::new(file, &id, e));
                 continue;
             }
-            match from_value::<WebhookConfig>(file, &id, entry).map_err(|e| vec![e]).and_then(|c| c.validate(file, &id)) {
+            match from_value::<WebhookConfig>(file, &id, entry)
+                .map_err(|e| vec![e])
+                .and_then(|c| c.validate(file, &id))
+            {
                 Ok(w) => {
                     webhooks.insert(WebhookId(id), w);
                 }
@@ -284,12 +313,18 @@ impl WebhooksConfig {
         }
         let config = Self { webhooks };
         errors.extend(config.check_shared_channels(file));
-        if errors.is_empty() { Ok(config) } else { Err(ConfigErrors(errors)) }
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(errors))
+        }
     }
 
     /// The webhook for `id`, or the `default` catch-all.
     pub fn resolve(&self, id: &str) -> Option<&Webhook> {
-        self.webhooks.get(&WebhookId(id.to_string())).or_else(|| self.webhooks.get(&WebhookId("default".into())))
+        self.webhooks
+            .get(&WebhookId(id.to_string()))
+            .or_else(|| self.webhooks.get(&WebhookId("default".into())))
     }
 
     /// Every relay channel, with its settings (webhooks sharing a channel share one entry).
@@ -327,61 +362,102 @@ impl WebhookConfig {
     fn validate(self, file: &str, id: &str) -> Result<Webhook, Vec<ConfigError>> {
         let mut errors = Vec::new();
         let not_yet = |key: &str, what: &str| {
-            ConfigError::new(file, join_path(id, key), format!("{what} is not supported yet by this version of wcon; remove the key"))
+            ConfigError::new(
+                file,
+                join_path(id, key),
+                format!("{what} is not supported yet by this version of wcon; remove the key"),
+            )
         };
         let later_keys = [
             ("chain", self.chain.is_some(), "module chaining"),
-            ("chain-config", self.chain_config.is_some(), "module chaining"),
+            (
+                "chain-config",
+                self.chain_config.is_some(),
+                "module chaining",
+            ),
             ("retry", self.retry.is_some(), "a module retry policy"),
-            ("connection", self.connection.is_some(), "a module connection"),
+            (
+                "connection",
+                self.connection.is_some(),
+                "a module connection",
+            ),
             ("rate_limit", self.rate_limit.is_some(), "rate limiting"),
-            ("json_schema", self.json_schema.is_some(), "JSON Schema validation"),
-            ("credential_cleanup", self.credential_cleanup.is_some(), "credential cleanup"),
+            (
+                "json_schema",
+                self.json_schema.is_some(),
+                "JSON Schema validation",
+            ),
+            (
+                "credential_cleanup",
+                self.credential_cleanup.is_some(),
+                "credential cleanup",
+            ),
         ];
         for (key, present, what) in later_keys {
             if present {
                 errors.push(not_yet(key, what));
             }
         }
-        let auth = crate::auth::Authenticator::from_config(file, id, &self).map_err(|mut e| errors.append(&mut e)).ok();
+        let auth = crate::auth::Authenticator::from_config(file, id, &self)
+            .map_err(|mut e| errors.append(&mut e))
+            .ok();
         let route = match self.module.as_deref() {
             Some(RELAY_MODULE) => match self.module_config {
                 None => {
                     errors.push(ConfigError::new(file, join_path(id, "module-config"), "a `webhook_connect` webhook needs `module-config` with `channel` and `channel_token`"));
                     None
                 }
-                Some(mc) => match from_value::<RelayConfig>(file, &join_path(id, "module-config"), mc) {
-                    Ok(relay) => {
-                        let at = join_path(id, "module-config");
-                        if let Err(e) = check_channel_name(relay.channel.as_str()) {
-                            errors.push(ConfigError::new(file, join_path(&at, "channel"), e));
-                        }
-                        if relay.channel_token.expose().len() < 8 {
-                            errors.push(ConfigError::new(file, join_path(&at, "channel_token"), "the channel token must be at least 8 characters"));
-                        }
-                        if relay.allowed_connector_ips.is_some() {
-                            errors.push(not_yet("module-config.allowed_connector_ips", "`allowed_connector_ips`"));
-                        }
-                        for (key, value) in [
-                            ("ttl_seconds", relay.ttl_seconds),
-                            ("max_queue_size", relay.max_queue_size),
-                            ("max_connections", u64::from(relay.max_connections)),
-                            ("max_in_flight", u64::from(relay.max_in_flight)),
-                            ("ack_timeout_seconds", relay.ack_timeout_seconds),
-                            ("heartbeat_interval_seconds", relay.heartbeat_interval_seconds),
-                            ("max_delivery_attempts", u64::from(relay.max_delivery_attempts)),
-                        ] {
-                            if value == 0 {
-                                errors.push(ConfigError::new(file, join_path(&at, key), "must be greater than 0"));
+                Some(mc) => {
+                    match from_value::<RelayConfig>(file, &join_path(id, "module-config"), mc) {
+                        Ok(relay) => {
+                            let at = join_path(id, "module-config");
+                            if let Err(e) = check_channel_name(relay.channel.as_str()) {
+                                errors.push(ConfigError::new(file, join_path(&at, "channel"), e));
                             }
+                            if relay.channel_token.expose().len() < 8 {
+                                errors.push(ConfigError::new(
+                                    file,
+                                    join_path(&at, "channel_token"),
+                                    "the channel token must be at least 8 characters",
+                                ));
+                            }
+                            if relay.allowed_connector_ips.is_some() {
+                                errors.push(not_yet(
+                                    "module-config.allowed_connector_ips",
+                                    "`allowed_connector_ips`",
+                                ));
+                            }
+                            for (key, value) in [
+                                ("ttl_seconds", relay.ttl_seconds),
+                                ("max_queue_size", relay.max_queue_size),
+                                ("max_connections", u64::from(relay.max_connections)),
+                                ("max_in_flight", u64::from(relay.max_in_flight)),
+                                ("ack_timeout_seconds", relay.ack_timeout_seconds),
+                                (
+                                    "heartbeat_interval_seconds",
+                                    relay.heartbeat_interval_seconds,
+                                ),
+                                (
+                                    "max_delivery_attempts",
+                                    u64::from(relay.max_delivery_attempts),
+                                ),
+                            ] {
+                                if value == 0 {
+                                    errors.push(ConfigError::new(
+                                        file,
+                                        join_path(&at, key),
+                                        "must be greater than 0",
+                                    ));
+                                }
+                            }
+                            Some(Route::Relay(relay))
                         }
-                        Some(Route::Relay(relay))
+                        Err(e) => {
+                            errors.push(e);
+                            None
+                        }
                     }
-                    Err(e) => {
-                        errors.push(e);
-                        None
-                    }
-                },
+                }
             },
             Some(other) => {
                 errors.push(ConfigError::new(
@@ -392,12 +468,20 @@ impl WebhookConfig {
                 None
             }
             None => {
-                errors.push(ConfigError::new(file, id, format!("needs a `module` (for a relay: `\"module\": \"{RELAY_MODULE}\"`)")));
+                errors.push(ConfigError::new(
+                    file,
+                    id,
+                    format!("needs a `module` (for a relay: `\"module\": \"{RELAY_MODULE}\"`)"),
+                ));
                 None
             }
         };
         if let Some(0) = self.max_body_bytes {
-            errors.push(ConfigError::new(file, join_path(id, "max_body_bytes"), "must be greater than 0"));
+            errors.push(ConfigError::new(
+                file,
+                join_path(id, "max_body_bytes"),
+                "must be greater than 0",
+            ));
         }
         match (route, auth, errors.is_empty()) {
             (Some(route), Some(auth), true) => Ok(Webhook {
@@ -423,19 +507,37 @@ mod tests {
 
     #[test]
     fn a_relay_webhook_gets_the_documented_defaults() {
-        let c = WebhooksConfig::from_json("w.json", json!({"stripe_relay": relay("stripe-payments")})).unwrap();
+        let c =
+            WebhooksConfig::from_json("w.json", json!({"stripe_relay": relay("stripe-payments")}))
+                .unwrap();
         let channels = c.channels();
         let r = &channels[&ChannelName::from("stripe-payments")];
-        assert_eq!((r.ttl_seconds, r.max_queue_size, r.max_connections, r.max_in_flight), (86_400, 10_000, 10, 100));
+        assert_eq!(
+            (
+                r.ttl_seconds,
+                r.max_queue_size,
+                r.max_connections,
+                r.max_in_flight
+            ),
+            (86_400, 10_000, 10, 100)
+        );
         assert_eq!(r.ack_timeout_seconds, 30);
-        assert_eq!(c.webhooks[&WebhookId::from("stripe_relay")].max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+        assert_eq!(
+            c.webhooks[&WebhookId::from("stripe_relay")].max_body_bytes,
+            DEFAULT_MAX_BODY_BYTES
+        );
     }
 
     #[test]
     fn unknown_keys_are_rejected_with_the_nearest_key() {
-        let err = WebhooksConfig::from_json("w.json", json!({"a": {"modul": "webhook_connect"}})).unwrap_err();
+        let err = WebhooksConfig::from_json("w.json", json!({"a": {"modul": "webhook_connect"}}))
+            .unwrap_err();
         assert_eq!(err.0[0].path, "a.modul");
-        assert!(err.0[0].message.contains("did you mean `module`"), "{}", err.0[0].message);
+        assert!(
+            err.0[0].message.contains("did you mean `module`"),
+            "{}",
+            err.0[0].message
+        );
         let mut v = relay("c");
         v["module-config"]["ttl_second"] = json!(5);
         let err = WebhooksConfig::from_json("w.json", json!({"a": v})).unwrap_err();
@@ -448,7 +550,11 @@ mod tests {
         let mut v = relay("c");
         v["chain"] = json!(["log"]);
         let err = WebhooksConfig::from_json("w.json", json!({"a": v})).unwrap_err();
-        assert!(err.0[0].message.contains("not supported yet"), "{}", err.0[0].message);
+        assert!(
+            err.0[0].message.contains("not supported yet"),
+            "{}",
+            err.0[0].message
+        );
     }
 
     #[test]
@@ -466,7 +572,19 @@ mod tests {
         for ok in ["stripe", "a", "github_push", "x-1", "default"] {
             assert!(check_webhook_id(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "_x", "-x", "admin", "stats", "admin_x", "x_admin", "a__b", "a--b", "a.b", &"x".repeat(65)] {
+        for bad in [
+            "",
+            "_x",
+            "-x",
+            "admin",
+            "stats",
+            "admin_x",
+            "x_admin",
+            "a__b",
+            "a--b",
+            "a.b",
+            &"x".repeat(65),
+        ] {
             assert!(check_webhook_id(bad).is_err(), "{bad}");
         }
     }
@@ -475,9 +593,12 @@ mod tests {
     fn channels_shared_by_webhooks_must_agree() {
         let mut other = relay("c");
         other["module-config"]["channel_token"] = json!("another-token");
-        let err = WebhooksConfig::from_json("w.json", json!({"a": relay("c"), "b": other})).unwrap_err();
+        let err =
+            WebhooksConfig::from_json("w.json", json!({"a": relay("c"), "b": other})).unwrap_err();
         assert!(err.0[0].message.contains("different settings"));
-        assert!(WebhooksConfig::from_json("w.json", json!({"a": relay("c"), "b": relay("c")})).is_ok());
+        assert!(
+            WebhooksConfig::from_json("w.json", json!({"a": relay("c"), "b": relay("c")})).is_ok()
+        );
     }
 
     #[test]
@@ -485,14 +606,23 @@ mod tests {
         let mut v = relay("c");
         v["hmac"] = json!({"secret": "whsec_abc", "format": "stripe"});
         v["trusted_proxies"] = json!(["10.0.0.0/8"]);
-        let c = WebhooksConfig::from_json("w.json", json!({"a": v.clone(), "b": relay("c")})).unwrap();
+        let c =
+            WebhooksConfig::from_json("w.json", json!({"a": v.clone(), "b": relay("c")})).unwrap();
         assert_eq!(c.webhooks[&WebhookId::from("a")].auth.methods(), ["hmac"]);
         assert!(c.webhooks[&WebhookId::from("b")].auth.is_empty());
         v["hmac"]["format"] = json!("strype");
         v["ip_whitelist"] = json!(["10.0.0.1/8"]);
         let err = WebhooksConfig::from_json("w.json", json!({"a": v})).unwrap_err();
-        let paths: Vec<_> = err.0.iter().map(|e| (e.file.as_str(), e.path.as_str())).collect();
-        assert_eq!(paths, [("w.json", "a.ip_whitelist[0]"), ("w.json", "a.hmac.format")], "{err}");
+        let paths: Vec<_> = err
+            .0
+            .iter()
+            .map(|e| (e.file.as_str(), e.path.as_str()))
+            .collect();
+        assert_eq!(
+            paths,
+            [("w.json", "a.ip_whitelist[0]"), ("w.json", "a.hmac.format")],
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! `POST /webhook/{id}`: read, check and store a webhook; answer 200 only once it is durable.
 //!
 //! Owns the request limits (body size, header count and size, JSON limits), data types, and the
-//! mapping of buffer outcomes to HTTP answers. Authentication of senders is not done here yet.
+//! mapping of buffer outcomes to HTTP answers. Senders are authenticated by the webhook's
+//! [`crate::auth::Authenticator`] once the body is read, before anything about it is judged.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -11,11 +12,12 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::response::{IntoResponse, Response};
-use http::{HeaderMap, StatusCode};
+use http::{HeaderMap, Method, StatusCode, Uri};
 
 use super::AppState;
 use super::api_error::ApiError;
 use super::json_limits;
+use crate::auth::AuthRequest;
 use crate::buffer::{BufferError, NewMessage};
 use crate::config::webhooks::{DataType, Route};
 
@@ -29,10 +31,11 @@ pub async fn ingest(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    accept(&state, &id, peer, headers, body).await
+    accept(&state, &id, peer, &uri, headers, body).await
 }
 
 /// `POST /webhook/{namespace}/{id}`: namespaces come from etcd in the original; wcon reads one
@@ -41,6 +44,7 @@ pub async fn ingest_namespaced(
     State(state): State<Arc<AppState>>,
     Path((namespace, id)): Path<(String, String)>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -49,13 +53,14 @@ pub async fn ingest_namespaced(
             "unknown namespace `{namespace}`"
         )));
     }
-    accept(&state, &id, peer, headers, body).await
+    accept(&state, &id, peer, &uri, headers, body).await
 }
 
 async fn accept(
     state: &AppState,
     id: &str,
     peer: SocketAddr,
+    uri: &Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -95,6 +100,26 @@ async fn accept(
             )
         }
     })?;
+    let request = AuthRequest {
+        method: &Method::POST,
+        uri,
+        headers: &headers,
+        body: &body,
+        peer: peer.ip(),
+    };
+    if let Err(refused) = webhook.auth.verify(&request).await {
+        tracing::warn!(webhook = %webhook.id, method = refused.method(), reason = refused.reason(), peer = %peer.ip(), "webhook refused");
+        let mut error = ApiError::new(
+            refused.status(),
+            refused.code(),
+            refused.detail().to_string(),
+        );
+        for (name, value) in refused.headers() {
+            error = error.with_header(name.clone(), value.clone());
+        }
+        return Err(error);
+    }
+    let source_ip = webhook.auth.client_ip(peer.ip(), &headers);
     if webhook.data_type == DataType::Json {
         json_limits::check(&body).map_err(|p| {
             ApiError::new(
@@ -110,7 +135,7 @@ async fn accept(
         .enqueue(NewMessage {
             channel: relay.channel.clone(),
             webhook_id: webhook.id.clone(),
-            source_ip: Some(peer.ip()),
+            source_ip: Some(source_ip),
             headers: flatten_headers(&headers),
             body,
         })

@@ -168,13 +168,19 @@ async fn several_connectors_share_a_channel() {
         if detail["stats"]["messages_delivered"] == 300 {
             break detail;
         }
-        assert!(tokio::time::Instant::now() < deadline, "acks missing: {detail}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "acks missing: {detail}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let clients = detail["connected_clients"].as_array().unwrap();
     assert_eq!(clients.len(), 2);
     for c in clients {
-        assert!(c["messages_received"].as_u64().unwrap() > 0, "both connectors got messages: {detail}");
+        assert!(
+            c["messages_received"].as_u64().unwrap() > 0,
+            "both connectors got messages: {detail}"
+        );
     }
 }
 
@@ -183,13 +189,27 @@ async fn sigterm_lets_the_tunnel_finish_and_ack_deliveries_in_progress() {
     let dir = temp_dir();
     let mut serve = Wcon::serve(&relay("w", "c", serde_json::json!({})), dir.path(), &[]);
     let sink = Sink::start().await;
-    sink.delay_ms.store(1500, std::sync::atomic::Ordering::SeqCst);
+    sink.delay_ms
+        .store(1500, std::sync::atomic::Ordering::SeqCst);
     let mut tunnel = Wcon::tunnel("c", serve.addr.unwrap(), &sink.target(), &[]);
     let client = reqwest::Client::new();
     for i in 0..3 {
-        assert_eq!(post(&client, &serve.url("/webhook/w"), format!("[{i}]").into_bytes(), &[]).await.0, 200);
+        assert_eq!(
+            post(
+                &client,
+                &serve.url("/webhook/w"),
+                format!("[{i}]").into_bytes(),
+                &[]
+            )
+            .await
+            .0,
+            200
+        );
     }
-    sink.wait_until(Duration::from_secs(20), "3 deliveries in progress", |s| s.count() >= 3).await;
+    sink.wait_until(Duration::from_secs(20), "3 deliveries in progress", |s| {
+        s.count() >= 3
+    })
+    .await;
     let status = tunnel.terminate();
     assert!(status.success(), "{status:?}: {:#?}", tunnel.output());
     let stats: serde_json::Value = client
@@ -201,8 +221,18 @@ async fn sigterm_lets_the_tunnel_finish_and_ack_deliveries_in_progress() {
         .json()
         .await
         .unwrap();
-    assert_eq!((stats["messages_delivered"].as_u64(), stats["messages_queued"].as_u64()), (Some(3), Some(0)), "{stats}");
-    assert!(serve.terminate().success(), "serve stops cleanly on SIGTERM");
+    assert_eq!(
+        (
+            stats["messages_delivered"].as_u64(),
+            stats["messages_queued"].as_u64()
+        ),
+        (Some(3), Some(0)),
+        "{stats}"
+    );
+    assert!(
+        serve.terminate().success(),
+        "serve stops cleanly on SIGTERM"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -239,10 +269,38 @@ async fn a_connector_json_with_variables_and_targets_per_webhook() {
         .stderr(std::process::Stdio::null());
     let mut tunnel = cmd.spawn().unwrap();
     let client = reqwest::Client::new();
-    assert_eq!(post(&client, &serve.url("/webhook/stripe"), b"{\"s\":1}".to_vec(), &[]).await.0, 200);
-    assert_eq!(post(&client, &serve.url("/webhook/github"), b"{\"g\":1}".to_vec(), &[]).await.0, 200);
-    stripe_sink.wait_until(Duration::from_secs(20), "the stripe delivery", |s| s.count() == 1).await;
-    default_sink.wait_until(Duration::from_secs(20), "the github delivery", |s| s.count() == 1).await;
+    assert_eq!(
+        post(
+            &client,
+            &serve.url("/webhook/stripe"),
+            b"{\"s\":1}".to_vec(),
+            &[]
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        post(
+            &client,
+            &serve.url("/webhook/github"),
+            b"{\"g\":1}".to_vec(),
+            &[]
+        )
+        .await
+        .0,
+        200
+    );
+    stripe_sink
+        .wait_until(Duration::from_secs(20), "the stripe delivery", |s| {
+            s.count() == 1
+        })
+        .await;
+    default_sink
+        .wait_until(Duration::from_secs(20), "the github delivery", |s| {
+            s.count() == 1
+        })
+        .await;
     assert_eq!(stripe_sink.all()[0].header("x-env"), "test");
     assert_eq!(&stripe_sink.all()[0].body[..], b"{\"s\":1}");
     assert_eq!(&default_sink.all()[0].body[..], b"{\"g\":1}");
