@@ -230,13 +230,13 @@ async fn main() {
     let arrivals = Arc::new(Arrivals::default());
     let record = move |State(a): State<Arc<Arrivals>>, body: Bytes| async move {
         a.count.fetch_add(1, Ordering::Relaxed);
-        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) {
-            if let Some(sent) = v["sent_us"].as_u64() {
-                a.latencies_us
-                    .lock()
-                    .await
-                    .push(now_us(epoch).saturating_sub(sent));
-            }
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body)
+            && let Some(sent) = v["sent_us"].as_u64()
+        {
+            a.latencies_us
+                .lock()
+                .await
+                .push(now_us(epoch).saturating_sub(sent));
         }
         "ok"
     };

@@ -189,10 +189,10 @@ fn decode_meta_and_offset(bytes: &[u8]) -> Result<(MessageMeta, usize), DecodeEr
 /// The body a connector should deliver for a frame: the raw bytes when the server sent them
 /// (`body_b64`), otherwise the payload re-encoded (an original server sends no raw body).
 pub fn frame_body(frame: &WebhookFrame) -> Bytes {
-    if let Some(b64) = &frame.body_b64 {
-        if let Ok(raw) = BASE64.decode(b64) {
-            return Bytes::from(raw);
-        }
+    if let Some(b64) = &frame.body_b64
+        && let Ok(raw) = BASE64.decode(b64)
+    {
+        return Bytes::from(raw);
     }
     match &frame.payload {
         serde_json::Value::String(s) => Bytes::from(s.clone().into_bytes()),

@@ -57,10 +57,10 @@ pub async fn session(ctx: &Arc<Context>, url: &Url) -> SessionEnd {
             );
         }
     }
-    if let Some(id) = &config.connector_id {
-        if let Ok(v) = http::HeaderValue::from_str(id.as_str()) {
-            request.headers_mut().insert("x-connector-id", v);
-        }
+    if let Some(id) = &config.connector_id
+        && let Ok(v) = http::HeaderValue::from_str(id.as_str())
+    {
+        request.headers_mut().insert("x-connector-id", v);
     }
     let connect = tokio_tungstenite::connect_async(request);
     let timeout = Duration::from_secs_f64(config.connection_timeout);
