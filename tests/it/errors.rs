@@ -43,15 +43,7 @@ async fn ingest_answers_404_413_415_422_with_stable_codes() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 415);
     // Nothing refused was stored.
-    let stats: serde_json::Value = client
-        .get(serve.url("/admin/webhook-connect/channels/c/stats"))
-        .bearer_auth("admin-secret-token")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats: serde_json::Value = admin_get(&serve, "/channels/c/stats").await;
     assert_eq!(stats["messages_queued"], 0, "{stats}");
 }
 

@@ -133,15 +133,7 @@ async fn a_failing_target_is_retried_until_it_recovers() {
     })
     .await;
     assert_eq!(sink.delivered_bodies(), sent);
-    let stats: serde_json::Value = client
-        .get(serve.url("/admin/webhook-connect/channels/c/stats"))
-        .bearer_auth("admin-secret-token")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats: serde_json::Value = admin_get(&serve, "/channels/c/stats").await;
     assert_eq!(stats["messages_dead_lettered"], 0, "{stats}");
 }
 
@@ -166,15 +158,7 @@ async fn a_target_answering_400_dead_letters_with_reason_and_status() {
     );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let dead = loop {
-        let dead: serde_json::Value = client
-            .get(serve.url("/admin/webhook-connect/channels/c/dead-letters"))
-            .bearer_auth("admin-secret-token")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let dead: serde_json::Value = admin_get(&serve, "/channels/c/dead-letters").await;
         if dead["count"] == 1 {
             break dead;
         }

@@ -49,18 +49,6 @@ fn set(names: &[&str]) -> BTreeSet<String> {
     names.iter().map(|s| s.to_string()).collect()
 }
 
-async fn stats(client: &reqwest::Client, serve: &Wcon, channel: &str) -> serde_json::Value {
-    client
-        .get(serve.url(&format!("/admin/webhook-connect/channels/{channel}/stats")))
-        .bearer_auth("admin-secret-token")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connected_webhook_heartbeat_and_error_frames() {
     let dir = temp_dir();
@@ -161,7 +149,7 @@ async fn connected_webhook_heartbeat_and_error_frames() {
     .await
     .unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while stats(&client, &serve, "c").await["messages_delivered"] != 1 {
+    while admin_get(&serve, "/channels/c/stats").await["messages_delivered"] != 1 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the ack after a bad frame was not processed"
@@ -228,6 +216,6 @@ async fn a_nack_without_retry_dead_letters_and_a_disconnect_releases_at_once() {
         .await
         .unwrap();
     assert_eq!(redelivered["message_id"], second["message_id"]);
-    let s = stats(&client, &serve, "c").await;
+    let s = admin_get(&serve, "/channels/c/stats").await;
     assert_eq!(s["messages_dead_lettered"], 1, "{s}");
 }

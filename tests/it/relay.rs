@@ -156,15 +156,7 @@ async fn several_connectors_share_a_channel() {
     // Acks travel after the app answered: wait until the server counted all of them.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let detail = loop {
-        let detail: serde_json::Value = client
-            .get(serve.url("/admin/webhook-connect/channels/shared"))
-            .bearer_auth("admin-secret-token")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let detail: serde_json::Value = admin_get(&serve, "/channels/shared").await;
         if detail["stats"]["messages_delivered"] == 300 {
             break detail;
         }
@@ -212,15 +204,7 @@ async fn sigterm_lets_the_tunnel_finish_and_ack_deliveries_in_progress() {
     .await;
     let status = tunnel.terminate();
     assert!(status.success(), "{status:?}: {:#?}", tunnel.output());
-    let stats: serde_json::Value = client
-        .get(serve.url("/admin/webhook-connect/channels/c/stats"))
-        .bearer_auth("admin-secret-token")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats: serde_json::Value = admin_get(&serve, "/channels/c/stats").await;
     assert_eq!(
         (
             stats["messages_delivered"].as_u64(),
@@ -304,15 +288,7 @@ async fn a_connector_json_with_variables_and_targets_per_webhook() {
     assert_eq!(stripe_sink.all()[0].header("x-env"), "test");
     assert_eq!(&stripe_sink.all()[0].body[..], b"{\"s\":1}");
     assert_eq!(&default_sink.all()[0].body[..], b"{\"g\":1}");
-    let detail: serde_json::Value = client
-        .get(serve.url("/admin/webhook-connect/channels/c"))
-        .bearer_auth("admin-secret-token")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let detail: serde_json::Value = admin_get(&serve, "/channels/c").await;
     assert_eq!(detail["connected_clients"][0]["connector_id"], "laptop-1");
     let _ = tunnel.kill();
     let _ = tunnel.wait();

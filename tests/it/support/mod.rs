@@ -415,3 +415,16 @@ impl Wcon {
         Self::spawn(args, &[], cwd)
     }
 }
+
+/// GET an admin API path (after `/admin/webhook-connect`) with the test admin token.
+pub async fn admin_get(serve: &Wcon, path: &str) -> serde_json::Value {
+    reqwest::Client::new()
+        .get(serve.url(&format!("/admin/webhook-connect{path}")))
+        .bearer_auth("admin-secret-token")
+        .send()
+        .await
+        .expect("the admin API answers")
+        .json()
+        .await
+        .expect("the admin API answers JSON")
+}
