@@ -15,7 +15,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::{
@@ -41,7 +41,7 @@ pub struct Embedded {
 struct Inner {
     store: Store,
     channels: Mutex<HashMap<ChannelName, Arc<Channel>>>,
-    writer: std::sync::mpsc::SyncSender<WriteJob>,
+    writer: mpsc::UnboundedSender<WriteJob>,
     stop: CancellationToken,
 }
 
@@ -182,7 +182,9 @@ impl Embedded {
             dead,
             meta,
         };
-        let (writer, jobs) = std::sync::mpsc::sync_channel(MAX_GROUP * 4);
+        // Unbounded so that no async task ever blocks on it: enqueues wait for their own
+        // durability anyway, and the rest (acks, moves) are small and drained at disk speed.
+        let (writer, jobs) = mpsc::unbounded_channel();
         let writer_store = store.clone();
         std::thread::Builder::new()
             .name("wcon-buffer-writer".into())
@@ -257,7 +259,6 @@ impl Embedded {
     }
 
     fn send(&self, job: WriteJob) -> Result<(), BufferError> {
-        // The writer drains at disk speed; a full queue here waits briefly rather than failing.
         self.inner.writer.send(job).map_err(|_| BufferError::Closed)
     }
 
@@ -319,9 +320,9 @@ fn read_u64(ks: &Keyspace, key: &[u8]) -> Result<Option<u64>, BufferError> {
         .map(u64::from_be_bytes))
 }
 
-fn run_writer(store: Store, jobs: std::sync::mpsc::Receiver<WriteJob>) {
+fn run_writer(store: Store, mut jobs: mpsc::UnboundedReceiver<WriteJob>) {
     let mut high_water: HashMap<ChannelName, u64> = HashMap::new();
-    while let Ok(first) = jobs.recv() {
+    while let Some(first) = jobs.blocking_recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
             match jobs.try_recv() {
