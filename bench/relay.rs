@@ -50,6 +50,9 @@ fn now_us(epoch: Instant) -> u64 {
 async fn start_http(handler: axum::Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     tokio::spawn(async move { axum::serve(listener, handler).await.unwrap() });
     addr
 }

@@ -62,7 +62,8 @@ pub async fn session(ctx: &Arc<Context>, url: &Url) -> SessionEnd {
     {
         request.headers_mut().insert("x-connector-id", v);
     }
-    let connect = tokio_tungstenite::connect_async(request);
+    // Acks are small frames: disable Nagle so they are not held back waiting for ACKs.
+    let connect = tokio_tungstenite::connect_async_with_config(request, None, true);
     let timeout = Duration::from_secs_f64(config.connection_timeout);
     let socket = tokio::select! {
         _ = ctx.shutdown.cancelled() => return SessionEnd::Shutdown,
