@@ -69,10 +69,8 @@ fn build_config(args: &Args) -> anyhow::Result<ConnectorConfig> {
         }
         None => "<flags>".to_string(),
     };
-    let mut env = connector::env_layer(&|name| std::env::var(name).ok())?;
-    // WCON_SERVER / WCON_TOKEN are read by clap into the flags below; keep CONNECTOR_* beneath them.
-    env.remove("__none__");
-    layers.push(env);
+    // CONNECTOR_* sit beneath the flags; WCON_SERVER / WCON_TOKEN arrive through clap as flags.
+    layers.push(connector::env_layer(&|name| std::env::var(name).ok())?);
     let mut flags = Layer::new();
     let mut set = |k: &str, v: Value| {
         flags.insert(k.to_string(), v);
