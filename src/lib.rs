@@ -15,6 +15,7 @@ pub mod config;
 pub mod connector;
 
 pub mod message;
+pub mod modules;
 pub mod protocol;
 pub mod receiver;
 

@@ -1,7 +1,7 @@
 //! connections.json: named connections (brokers, databases) that output modules share.
 //!
-//! Owns reading the file and checking each entry's `type`. Building clients belongs to the
-//! modules; this version of wcon has no output modules yet, so any entry is refused clearly.
+//! Owns reading the file and checking each entry's shape and `type`. Building clients belongs
+//! to [`crate::modules::Connections`].
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -39,13 +39,10 @@ impl ConnectionsConfig {
         };
         let errors: Vec<ConfigError> = entries
             .iter()
-            .map(|(name, entry)| {
-                let kind = entry.get("type").and_then(Value::as_str).unwrap_or("?");
-                ConfigError::new(
-                    file,
-                    name,
-                    format!("connections of type `{kind}` are for output modules, which are not supported yet by this version of wcon; remove the entry"),
-                )
+            .filter_map(|(name, entry)| {
+                check_entry(entry)
+                    .err()
+                    .map(|m| ConfigError::new(file, name, m))
             })
             .collect();
         if errors.is_empty() {
@@ -55,5 +52,45 @@ impl ConnectionsConfig {
         } else {
             Err(ConfigErrors(errors))
         }
+    }
+}
+
+/// Connection types modules accept (the original's names and common aliases).
+pub const CONNECTION_TYPES: &[&str] = &[
+    "rabbitmq",
+    "redis",
+    "redis-rq",
+    "redis_rq",
+    "kafka",
+    "s3",
+    "clickhouse",
+    "mqtt",
+    "postgresql",
+    "postgres",
+    "mysql",
+    "mariadb",
+    "aws_sqs",
+    "sqs",
+    "gcp_pubsub",
+    "activemq",
+];
+
+fn check_entry(entry: &Value) -> Result<(), String> {
+    let Value::Object(map) = entry else {
+        return Err("a connection is an object with a `type` and its settings".into());
+    };
+    match map.get("type") {
+        Some(Value::String(kind)) if CONNECTION_TYPES.contains(&kind.as_str()) => Ok(()),
+        Some(Value::String(kind)) => Err(match super::nearest(kind, CONNECTION_TYPES) {
+            Some(near) => format!("unknown connection type `{kind}`; did you mean `{near}`?"),
+            None => format!(
+                "unknown connection type `{kind}`; known types: {}",
+                CONNECTION_TYPES.join(", ")
+            ),
+        }),
+        _ => Err(format!(
+            "needs a `type`, one of: {}",
+            CONNECTION_TYPES.join(", ")
+        )),
     }
 }
