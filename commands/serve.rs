@@ -10,6 +10,8 @@ use clap::ValueEnum;
 use tokio_util::sync::CancellationToken;
 use wcon::buffer::{Buffer, Embedded};
 use wcon::config::{ConnectionsConfig, WebhooksConfig};
+use wcon::modules::registry::BuildContext;
+use wcon::modules::{Connections, NetworkPolicy};
 use wcon::receiver::{self, ReceiverConfig};
 use wcon::secret::Secret;
 
@@ -129,9 +131,14 @@ fn load_config(args: &Args, data_dir: &Path) -> Result<Loaded, Failure> {
         .connections
         .clone()
         .unwrap_or_else(|| args.config_dir.join("connections.json"));
-    ConnectionsConfig::load_optional(&connections_path).map_err(Failure::usage)?;
+    let connections =
+        ConnectionsConfig::load_optional(&connections_path).map_err(Failure::usage)?;
     if webhooks_path.exists() {
-        let webhooks = WebhooksConfig::load(&webhooks_path).map_err(Failure::usage)?;
+        let modules = BuildContext {
+            connections: Arc::new(Connections::new(&connections)),
+            network: NetworkPolicy::receiver_from_env(),
+        };
+        let webhooks = WebhooksConfig::load(&webhooks_path, &modules).map_err(Failure::usage)?;
         return Ok(Loaded {
             webhooks,
             quickstart_token: None,

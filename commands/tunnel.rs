@@ -38,6 +38,12 @@ pub struct Args {
     /// Name sent as X-Connector-ID.
     #[arg(long, value_name = "ID")]
     connector_id: Option<String>,
+    /// Module mode: deliver to the output modules of this webhooks.json instead of HTTP.
+    #[arg(long, value_name = "FILE", conflicts_with = "to")]
+    webhooks: Option<PathBuf>,
+    /// Module mode: the connections.json the modules use.
+    #[arg(long, value_name = "FILE", requires = "webhooks")]
+    connections: Option<PathBuf>,
     /// Deliveries running at once (max_concurrent_requests).
     #[arg(long, value_name = "N")]
     concurrency: Option<u32>,
@@ -45,6 +51,7 @@ pub struct Args {
 
 pub async fn run(args: Args) -> Result<ExitCode, Failure> {
     let config = build_config(&args).map_err(Failure::usage)?;
+    let delivery = engine::Deliverer::from_config(&config).map_err(Failure::usage)?;
     let shutdown = CancellationToken::new();
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let printer = tokio::spawn(print_events(events_rx));
@@ -54,7 +61,7 @@ pub async fn run(args: Args) -> Result<ExitCode, Failure> {
         eprintln!("stopping: finishing deliveries in progress");
         stopper.cancel();
     });
-    let result = engine::run(config, shutdown, events_tx).await;
+    let result = engine::run(config, delivery, shutdown, events_tx).await;
     let _ = printer.await;
     result?;
     Ok(ExitCode::SUCCESS)
@@ -94,6 +101,12 @@ fn build_config(args: &Args) -> anyhow::Result<ConnectorConfig> {
     }
     if let Some(n) = args.concurrency {
         set("max_concurrent_requests", json!(n));
+    }
+    if let Some(path) = &args.webhooks {
+        set("webhooks_config", json!(path.display().to_string()));
+    }
+    if let Some(path) = &args.connections {
+        set("connections_config", json!(path.display().to_string()));
     }
     if let Some(to) = &args.to {
         let url = connector::parse_target(to).map_err(anyhow::Error::msg)?;

@@ -442,8 +442,20 @@ impl ConnectorConfig {
                 errors.push(not_yet(key, "custom certificates"));
             }
         }
-        if self.webhooks_config.is_some() || self.connections_config.is_some() {
-            errors.push(not_yet("webhooks_config", "module mode"));
+        let module_mode = self.webhooks_config.is_some();
+        if self.connections_config.is_some() && !module_mode {
+            errors.push(ConfigError::new(
+                file,
+                "connections_config",
+                "`connections_config` is for module mode: also give `webhooks_config` (or `--webhooks FILE`)",
+            ));
+        }
+        if module_mode && (self.default_target.is_some() || !self.targets.is_empty()) {
+            errors.push(ConfigError::new(
+                file,
+                "webhooks_config",
+                "choose one delivery mode: `webhooks_config` (output modules) or `default_target`/`targets` (HTTP), not both",
+            ));
         }
         if self.etcd_host.is_some()
             || self.etcd_port.is_some()
@@ -456,11 +468,11 @@ impl ConnectorConfig {
                 "etcd mode is not offered by wcon; use `webhooks_config` files or HTTP targets",
             ));
         }
-        if self.default_target.is_none() && self.targets.is_empty() {
+        if !module_mode && self.default_target.is_none() && self.targets.is_empty() {
             errors.push(ConfigError::new(
                 file,
                 "default_target",
-                "no delivery target: give `default_target` or `targets` (or `--to localhost:3000`)",
+                "no delivery target: give `default_target` or `targets` (or `--to localhost:3000`), or `webhooks_config` for output modules (or `--webhooks FILE`)",
             ));
         }
         for (at, t) in self

@@ -11,6 +11,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{ConfigError, ConfigErrors, from_value, join_path};
+use crate::modules::pipeline::{Pipeline, PipelineSpec};
+use crate::modules::registry::BuildContext;
 use crate::protocol::{ChannelName, WebhookId};
 use crate::secret::Secret;
 
@@ -105,6 +107,15 @@ pub struct WebhookConfig {
     /// API key in a header.
     #[serde(default)]
     pub header_auth: Option<Value>,
+    /// The original's top-level `topic` (kafka, mqtt); merged into `module-config`.
+    #[serde(default)]
+    pub topic: Option<Value>,
+    /// The original's top-level `queue_name` (rabbitmq); merged into `module-config`.
+    #[serde(default)]
+    pub queue_name: Option<Value>,
+    /// The original's top-level `redis` object (redis_publish); merged into `module-config`.
+    #[serde(default)]
+    pub redis: Option<Value>,
 }
 
 /// The `module-config` of a relay webhook (`"module": "webhook_connect"`).
@@ -185,6 +196,34 @@ impl RelayConfig {
 pub enum Route {
     /// Store it in the channel's buffer and stream it to connectors.
     Relay(RelayConfig),
+    /// Store it in the webhook's own internal channel and run its output modules from there.
+    Modules(ModuleRoute),
+}
+
+/// A webhook delivered by `wcon serve` itself to output modules.
+#[derive(Debug, Clone)]
+pub struct ModuleRoute {
+    /// The internal channel its messages wait in (see [`module_channel`]).
+    pub channel: ChannelName,
+    /// Its module or chain.
+    pub pipeline: std::sync::Arc<crate::modules::Pipeline>,
+}
+
+/// The internal channel of a module webhook: `~modules.<id>`. `~` is not allowed in channel
+/// names of webhooks.json, so it cannot collide with a relay channel, and no connector can
+/// stream it.
+pub fn module_channel(id: &str) -> ChannelName {
+    ChannelName(format!("~modules.{id}"))
+}
+
+impl Route {
+    /// The buffer channel its messages are stored in.
+    pub fn channel(&self) -> &ChannelName {
+        match self {
+            Self::Relay(r) => &r.channel,
+            Self::Modules(m) => &m.channel,
+        }
+    }
 }
 
 /// A validated webhook.
@@ -281,14 +320,28 @@ pub fn check_channel_name(name: &str) -> Result<(), String> {
 }
 
 impl WebhooksConfig {
-    /// Reads and validates webhooks.json.
-    pub fn load(path: &Path) -> Result<Self, ConfigErrors> {
+    /// Reads and validates webhooks.json; output modules are built with `modules`.
+    pub fn load(path: &Path, modules: &BuildContext) -> Result<Self, ConfigErrors> {
         let value = super::read_json(path)?;
-        Self::from_json(&path.display().to_string(), value)
+        Self::from_json_with(&path.display().to_string(), value, modules)
+    }
+
+    /// Validates a parsed webhooks.json document with no connections.json, as the receiver
+    /// would (internal hosts refused unless allowed by the environment).
+    pub fn from_json(file: &str, value: Value) -> Result<Self, ConfigErrors> {
+        let modules = BuildContext {
+            connections: Default::default(),
+            network: crate::modules::NetworkPolicy::receiver_from_env(),
+        };
+        Self::from_json_with(file, value, &modules)
     }
 
     /// Validates a parsed webhooks.json document; `file` names it in errors.
-    pub fn from_json(file: &str, value: Value) -> Result<Self, ConfigErrors> {
+    pub fn from_json_with(
+        file: &str,
+        value: Value,
+        modules: &BuildContext,
+    ) -> Result<Self, ConfigErrors> {
         let Value::Object(entries) = value else {
             return Err(
                 ConfigError::new(file, "", "expected an object of webhook id → settings").into(),
@@ -303,7 +356,7 @@ impl WebhooksConfig {
             }
             match from_value::<WebhookConfig>(file, &id, entry)
                 .map_err(|e| vec![e])
-                .and_then(|c| c.validate(file, &id))
+                .and_then(|c| c.validate(file, &id, modules))
             {
                 Ok(w) => {
                     webhooks.insert(WebhookId(id), w);
@@ -331,8 +384,9 @@ impl WebhooksConfig {
     pub fn channels(&self) -> BTreeMap<ChannelName, RelayConfig> {
         let mut out = BTreeMap::new();
         for w in self.webhooks.values() {
-            let Route::Relay(r) = &w.route;
-            out.entry(r.channel.clone()).or_insert_with(|| r.clone());
+            if let Route::Relay(r) = &w.route {
+                out.entry(r.channel.clone()).or_insert_with(|| r.clone());
+            }
         }
         out
     }
@@ -341,7 +395,9 @@ impl WebhooksConfig {
         let mut seen: BTreeMap<&ChannelName, (&WebhookId, &RelayConfig)> = BTreeMap::new();
         let mut errors = Vec::new();
         for (id, w) in &self.webhooks {
-            let Route::Relay(r) = &w.route;
+            let Route::Relay(r) = &w.route else {
+                continue;
+            };
             match seen.get(&r.channel) {
                 Some((first, other)) if *other != r => errors.push(ConfigError::new(
                     file,
@@ -359,7 +415,35 @@ impl WebhooksConfig {
 }
 
 impl WebhookConfig {
-    fn validate(self, file: &str, id: &str) -> Result<Webhook, Vec<ConfigError>> {
+    /// The module keys of this entry.
+    pub fn pipeline_spec(&self) -> PipelineSpec {
+        let mut legacy = serde_json::Map::new();
+        for (key, value) in [
+            ("topic", &self.topic),
+            ("queue_name", &self.queue_name),
+            ("redis", &self.redis),
+        ] {
+            if let Some(v) = value {
+                legacy.insert(key.to_owned(), v.clone());
+            }
+        }
+        PipelineSpec {
+            module: self.module.clone(),
+            module_config: self.module_config.clone(),
+            connection: self.connection.clone(),
+            chain: self.chain.clone(),
+            chain_config: self.chain_config.clone(),
+            retry: self.retry.clone(),
+            legacy,
+        }
+    }
+
+    fn validate(
+        self,
+        file: &str,
+        id: &str,
+        modules: &BuildContext,
+    ) -> Result<Webhook, Vec<ConfigError>> {
         let mut errors = Vec::new();
         let not_yet = |key: &str, what: &str| {
             ConfigError::new(
@@ -369,18 +453,6 @@ impl WebhookConfig {
             )
         };
         let later_keys = [
-            ("chain", self.chain.is_some(), "module chaining"),
-            (
-                "chain-config",
-                self.chain_config.is_some(),
-                "module chaining",
-            ),
-            ("retry", self.retry.is_some(), "a module retry policy"),
-            (
-                "connection",
-                self.connection.is_some(),
-                "a module connection",
-            ),
             ("rate_limit", self.rate_limit.is_some(), "rate limiting"),
             (
                 "json_schema",
@@ -459,21 +531,26 @@ impl WebhookConfig {
                     }
                 }
             },
-            Some(other) => {
-                errors.push(ConfigError::new(
-                    file,
-                    join_path(id, "module"),
-                    format!("module `{other}` is not supported yet by this version of wcon; available: {RELAY_MODULE}"),
-                ));
-                None
-            }
-            None => {
-                errors.push(ConfigError::new(
-                    file,
-                    id,
-                    format!("needs a `module` (for a relay: `\"module\": \"{RELAY_MODULE}\"`)"),
-                ));
-                None
+            _ => {
+                if self.chain.is_none() && self.module.is_none() {
+                    errors.push(ConfigError::new(
+                        file,
+                        id,
+                        format!("needs a `module` or a `chain` (for a relay: `\"module\": \"{RELAY_MODULE}\"`)"),
+                    ));
+                    None
+                } else {
+                    match Pipeline::build(file, id, &self.pipeline_spec(), modules) {
+                        Ok(pipeline) => Some(Route::Modules(ModuleRoute {
+                            channel: module_channel(id),
+                            pipeline: std::sync::Arc::new(pipeline),
+                        })),
+                        Err(mut e) => {
+                            errors.append(&mut e);
+                            None
+                        }
+                    }
+                }
             }
         };
         if let Some(0) = self.max_body_bytes {

@@ -6,6 +6,7 @@
 
 pub mod backoff;
 pub mod deliver;
+pub mod modules;
 pub mod transport;
 
 use std::sync::Arc;
@@ -78,6 +79,48 @@ pub enum Event {
     },
 }
 
+/// Where a tunnel delivers: a local HTTP target, or output modules.
+#[derive(Debug)]
+pub enum Deliverer {
+    /// HTTP mode (`--to`, `default_target`, `targets`).
+    Http(HttpDelivery),
+    /// Module mode (`webhooks_config`, `--webhooks`).
+    Modules(modules::ModuleRoutes),
+}
+
+impl Deliverer {
+    /// The deliverer `config` asks for; module mode reads and builds its files now, so a bad
+    /// file stops the tunnel before it connects.
+    pub fn from_config(config: &ConnectorConfig) -> Result<Self, crate::config::ConfigErrors> {
+        match &config.webhooks_config {
+            None => Ok(Self::Http(HttpDelivery::new())),
+            Some(webhooks) => Ok(Self::Modules(modules::ModuleRoutes::load(
+                std::path::Path::new(webhooks),
+                config
+                    .connections_config
+                    .as_deref()
+                    .map(std::path::Path::new),
+            )?)),
+        }
+    }
+
+    /// Delivers one message and says ack or nack.
+    pub async fn deliver(
+        &self,
+        config: &ConnectorConfig,
+        frame: &crate::protocol::WebhookFrame,
+        on_attempt: &(dyn Fn(&deliver::Attempt) + Send + Sync),
+    ) -> deliver::Verdict {
+        match self {
+            Self::Http(http) => http.deliver(config, frame, on_attempt).await,
+            Self::Modules(routes) => {
+                let deadline = Duration::from_secs_f64(config.ack_timeout);
+                routes.deliver(frame, deadline, on_attempt).await
+            }
+        }
+    }
+}
+
 /// Errors that stop the connector.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectorError {
@@ -101,8 +144,8 @@ pub enum SessionEnd {
 pub struct Context {
     /// The configuration.
     pub config: Arc<ConnectorConfig>,
-    /// The HTTP delivery client.
-    pub delivery: HttpDelivery,
+    /// Where messages go.
+    pub delivery: Deliverer,
     /// Deliveries running at once (`max_concurrent_requests`).
     pub permits: Arc<Semaphore>,
     /// Where events go.
@@ -121,6 +164,7 @@ impl Context {
 /// Runs the connector until `shutdown` is cancelled: connect, stream, deliver, reconnect.
 pub async fn run(
     config: ConnectorConfig,
+    delivery: Deliverer,
     shutdown: CancellationToken,
     events: mpsc::UnboundedSender<Event>,
 ) -> Result<(), ConnectorError> {
@@ -129,7 +173,7 @@ pub async fn run(
         .ok_or_else(|| ConnectorError::Url(config.cloud_url.to_string()))?;
     let ctx = Arc::new(Context {
         permits: Arc::new(Semaphore::new(config.max_concurrent_requests as usize)),
-        delivery: HttpDelivery::new(),
+        delivery,
         config: config.clone(),
         events,
         shutdown: shutdown.clone(),

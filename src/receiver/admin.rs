@@ -75,10 +75,7 @@ fn webhook_ids(state: &AppState, channel: &Channel) -> Vec<String> {
         .webhooks
         .webhooks
         .values()
-        .filter(|w| {
-            let crate::config::webhooks::Route::Relay(r) = &w.route;
-            &r.channel == channel.name()
-        })
+        .filter(|w| w.route.channel() == channel.name())
         .map(|w| w.id.to_string())
         .collect()
 }

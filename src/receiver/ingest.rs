@@ -19,7 +19,7 @@ use super::api_error::ApiError;
 use super::json_limits;
 use crate::auth::AuthRequest;
 use crate::buffer::{BufferError, NewMessage};
-use crate::config::webhooks::{DataType, Route};
+use crate::config::webhooks::DataType;
 
 /// Most request headers accepted.
 pub const MAX_HEADERS: usize = 100;
@@ -129,11 +129,11 @@ async fn accept(
             )
         })?;
     }
-    let Route::Relay(relay) = &webhook.route;
+    let channel = webhook.route.channel();
     let stored = state
         .buffer
         .enqueue(NewMessage {
-            channel: relay.channel.clone(),
+            channel: channel.clone(),
             webhook_id: webhook.id.clone(),
             source_ip: Some(source_ip),
             headers: flatten_headers(&headers),
@@ -158,7 +158,7 @@ async fn accept(
                 )
             }
         })?;
-    tracing::info!(webhook = %webhook.id, channel = %relay.channel, message_id = %stored.id, sequence = stored.sequence, "webhook accepted");
+    tracing::info!(webhook = %webhook.id, channel = %channel, message_id = %stored.id, sequence = stored.sequence, "webhook accepted");
     Ok(Json(serde_json::json!({"message": "200 OK", "message_id": stored.id})).into_response())
 }
 

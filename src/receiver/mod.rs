@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod api_error;
 pub mod channels;
+pub mod dispatch;
 pub mod ingest;
 pub mod json_limits;
 pub mod stream;
@@ -87,8 +88,20 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), ReceiverError> {
     let channels = config.webhooks.channels();
-    let settings: Vec<ChannelSettings> =
+    let mut settings: Vec<ChannelSettings> =
         channels.values().map(ChannelSettings::from_relay).collect();
+    settings.extend(
+        config
+            .webhooks
+            .webhooks
+            .values()
+            .filter_map(|w| match &w.route {
+                crate::config::webhooks::Route::Modules(route) => {
+                    Some(dispatch::channel_settings(route))
+                }
+                crate::config::webhooks::Route::Relay(_) => None,
+            }),
+    );
     buffer
         .configure(&settings)
         .await
@@ -101,6 +114,8 @@ pub async fn run(
         shutdown: shutdown.clone(),
         streams: TaskTracker::new(),
     });
+    let dispatchers = TaskTracker::new();
+    dispatch::spawn_all(&state.webhooks, &buffer, &shutdown, &dispatchers);
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     // Frames and answers are small writes: without TCP_NODELAY, Nagle's algorithm and delayed
     // ACKs hold some of them back for up to 40 ms.
@@ -114,6 +129,8 @@ pub async fn run(
         .await;
     state.streams.close();
     state.streams.wait().await;
+    dispatchers.close();
+    dispatchers.wait().await;
     buffer.close().await;
     served.map_err(ReceiverError::Serve)
 }
