@@ -40,6 +40,18 @@ pub struct Args {
     /// Where the embedded buffer keeps its data (default: the platform data directory).
     #[arg(long, env = "WCON_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Body limit in bytes of webhooks that set no `max_body_bytes`.
+    #[arg(long, env = "WCON_MAX_BODY_BYTES", value_name = "BYTES", default_value_t = wcon::config::webhooks::DEFAULT_MAX_BODY_BYTES)]
+    max_body_bytes: u64,
+    /// Browser origin allowed to call the API (CORS), e.g. https://app.example.com; repeatable.
+    /// Without one, CORS is off. `*` is refused.
+    #[arg(
+        long = "cors-origin",
+        env = "WCON_CORS_ORIGINS",
+        value_name = "ORIGIN",
+        value_delimiter = ','
+    )]
+    cors_origins: Vec<String>,
     /// Buffer backend.
     #[arg(long, env = "WEBHOOK_CONNECT_BUFFER", value_enum, default_value_t = BufferKind::Embedded)]
     buffer: BufferKind,
@@ -82,6 +94,14 @@ pub async fn run(args: Args) -> Result<ExitCode, Failure> {
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating the data directory `{}`", data_dir.display()))?;
     let loaded = load_config(&args, &data_dir)?;
+    if args.max_body_bytes == 0 {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "--max-body-bytes must be greater than 0"
+        )));
+    }
+    let cors_origins =
+        receiver::security::parse_origins(args.cors_origins.iter().map(String::as_str))
+            .map_err(|e| Failure::usage(anyhow::anyhow!(e)))?;
     let admin_token = std::env::var("WEBHOOK_CONNECT_ADMIN_TOKEN")
         .ok()
         .filter(|t| !t.is_empty())
@@ -111,8 +131,10 @@ pub async fn run(args: Args) -> Result<ExitCode, Failure> {
     });
     receiver::run(
         ReceiverConfig {
-            webhooks: loaded.webhooks,
             admin_token,
+            max_body_bytes: args.max_body_bytes,
+            cors_origins,
+            ..ReceiverConfig::new(loaded.webhooks)
         },
         listener,
         buffer,

@@ -11,6 +11,7 @@
 
 pub mod auth;
 pub mod buffer;
+pub mod cleanup;
 pub mod config;
 pub mod connector;
 

@@ -11,9 +11,12 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{ConfigError, ConfigErrors, from_value, join_path};
+use crate::cleanup::CredentialCleanup;
 use crate::modules::pipeline::{Pipeline, PipelineSpec};
 use crate::modules::registry::BuildContext;
 use crate::protocol::{ChannelName, WebhookId};
+use crate::receiver::rate_limit::RateLimit;
+use crate::receiver::schema::BodySchema;
 use crate::secret::Secret;
 
 /// The module name of a relay webhook.
@@ -233,12 +236,18 @@ pub struct Webhook {
     pub id: WebhookId,
     /// How the body is read.
     pub data_type: DataType,
-    /// Largest accepted body in bytes.
-    pub max_body_bytes: u64,
+    /// Largest accepted body in bytes; `None`: the receiver's global limit.
+    pub max_body_bytes: Option<u64>,
     /// Where it goes.
     pub route: Route,
     /// Every authentication method configured for it (`trusted_proxies` included).
     pub auth: std::sync::Arc<crate::auth::Authenticator>,
+    /// Its `json_schema`, compiled.
+    pub schema: Option<std::sync::Arc<BodySchema>>,
+    /// Its `rate_limit`.
+    pub rate_limit: Option<std::sync::Arc<RateLimit>>,
+    /// Its `credential_cleanup` (the default when absent).
+    pub cleanup: CredentialCleanup,
 }
 
 /// The whole of webhooks.json, validated.
@@ -452,27 +461,54 @@ impl WebhookConfig {
                 format!("{what} is not supported yet by this version of wcon; remove the key"),
             )
         };
-        let later_keys = [
-            ("rate_limit", self.rate_limit.is_some(), "rate limiting"),
-            (
-                "json_schema",
-                self.json_schema.is_some(),
-                "JSON Schema validation",
-            ),
-            (
-                "credential_cleanup",
-                self.credential_cleanup.is_some(),
-                "credential cleanup",
-            ),
-        ];
-        for (key, present, what) in later_keys {
-            if present {
-                errors.push(not_yet(key, what));
+        let schema = self.json_schema.as_ref().and_then(|v| {
+            if self.data_type != DataType::Json {
+                errors.push(ConfigError::new(
+                    file,
+                    join_path(id, "json_schema"),
+                    "`json_schema` checks JSON bodies: it needs `data_type` json",
+                ));
+                return None;
             }
-        }
+            BodySchema::compile(v)
+                .map_err(|e| errors.push(ConfigError::new(file, join_path(id, "json_schema"), e)))
+                .ok()
+        });
+        let rate_limit = self.rate_limit.as_ref().and_then(|v| {
+            RateLimit::from_json(v)
+                .map_err(|e| errors.push(ConfigError::new(file, join_path(id, "rate_limit"), e)))
+                .ok()
+        });
+        let cleanup = match &self.credential_cleanup {
+            None => CredentialCleanup::default(),
+            Some(v) => CredentialCleanup::from_json(v).unwrap_or_else(|e| {
+                errors.push(ConfigError::new(
+                    file,
+                    join_path(id, "credential_cleanup"),
+                    e,
+                ));
+                CredentialCleanup::default()
+            }),
+        };
         let auth = crate::auth::Authenticator::from_config(file, id, &self)
             .map_err(|mut e| errors.append(&mut e))
             .ok();
+        if self.module.as_deref() == Some(RELAY_MODULE) {
+            for (key, present) in [
+                ("chain", self.chain.is_some()),
+                ("chain-config", self.chain_config.is_some()),
+                ("connection", self.connection.is_some()),
+                ("retry", self.retry.is_some()),
+            ] {
+                if present {
+                    errors.push(ConfigError::new(
+                        file,
+                        join_path(id, key),
+                        format!("`{key}` is for output modules; a `{RELAY_MODULE}` webhook relays to tunnels, where the tunnel's own webhooks.json chooses modules"),
+                    ));
+                }
+            }
+        }
         let route = match self.module.as_deref() {
             Some(RELAY_MODULE) => match self.module_config {
                 None => {
@@ -564,9 +600,12 @@ impl WebhookConfig {
             (Some(route), Some(auth), true) => Ok(Webhook {
                 id: WebhookId(id.to_string()),
                 data_type: self.data_type,
-                max_body_bytes: self.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
+                max_body_bytes: self.max_body_bytes,
                 route,
                 auth: std::sync::Arc::new(auth),
+                schema: schema.map(std::sync::Arc::new),
+                rate_limit: rate_limit.map(std::sync::Arc::new),
+                cleanup,
             }),
             _ => Err(errors),
         }
@@ -601,7 +640,7 @@ mod tests {
         assert_eq!(r.ack_timeout_seconds, 30);
         assert_eq!(
             c.webhooks[&WebhookId::from("stripe_relay")].max_body_bytes,
-            DEFAULT_MAX_BODY_BYTES
+            None
         );
     }
 
@@ -623,15 +662,33 @@ mod tests {
     }
 
     #[test]
-    fn keys_without_behaviour_yet_are_refused_clearly() {
+    fn module_keys_on_a_relay_are_refused_clearly() {
         let mut v = relay("c");
         v["chain"] = json!(["log"]);
         let err = WebhooksConfig::from_json("w.json", json!({"a": v})).unwrap_err();
         assert!(
-            err.0[0].message.contains("not supported yet"),
+            err.0[0].message.contains("for output modules"),
             "{}",
             err.0[0].message
         );
+        assert_eq!(err.0[0].path, "a.chain");
+    }
+
+    #[test]
+    fn module_webhooks_get_an_internal_channel() {
+        let c = WebhooksConfig::from_json(
+            "w.json",
+            json!({"orders": {"module": "log"}, "relay": relay("c")}),
+        )
+        .unwrap();
+        let orders = &c.webhooks[&WebhookId::from("orders")];
+        assert_eq!(orders.route.channel().as_str(), "~modules.orders");
+        assert_eq!(
+            c.channels().len(),
+            1,
+            "internal channels are not relay channels"
+        );
+        assert!(check_channel_name("~modules.orders").is_err());
     }
 
     #[test]

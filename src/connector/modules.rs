@@ -34,7 +34,7 @@ impl ModuleRoutes {
         let connections = match connections {
             Some(path) if !path.exists() => {
                 return Err(ConfigError::new(
-                    &path.display().to_string(),
+                    path.display().to_string(),
                     "",
                     "the file does not exist",
                 )
@@ -86,7 +86,8 @@ impl ModuleRoutes {
         let Route::Modules(route) = &webhook.route else {
             unreachable!("relay entries are refused when the file is loaded");
         };
-        let delivery = delivery_of(frame, webhook.data_type);
+        let mut delivery = delivery_of(frame, webhook.data_type);
+        delivery.clean(&webhook.cleanup);
         let started = Instant::now();
         let outcome = match tokio::time::timeout(deadline, route.pipeline.run(&delivery)).await {
             Ok(outcome) => outcome,

@@ -72,6 +72,12 @@ impl Delivery {
         }
     }
 
+    /// Applies a webhook's credential cleanup to the payload and headers (never to `body`).
+    pub fn clean(&mut self, cleanup: &crate::cleanup::CredentialCleanup) {
+        cleanup.clean_json(&mut self.payload);
+        cleanup.clean_headers(&mut self.headers);
+    }
+
     /// The payload serialized as compact JSON: what most modules write.
     pub fn payload_json(&self) -> String {
         self.payload.to_string()

@@ -12,6 +12,7 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     detail: String,
+    errors: Option<serde_json::Value>,
     headers: Vec<(HeaderName, HeaderValue)>,
 }
 
@@ -22,8 +23,15 @@ impl ApiError {
             status,
             code,
             detail: detail.into(),
+            errors: None,
             headers: Vec::new(),
         }
+    }
+
+    /// Adds an `errors` list (e.g. every failing path of a JSON Schema check).
+    pub fn with_errors(mut self, errors: serde_json::Value) -> Self {
+        self.errors = Some(errors);
+        self
     }
 
     /// Adds `Retry-After: seconds`.
@@ -67,7 +75,11 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Json(serde_json::json!({"code": self.code, "detail": self.detail}));
+        let mut body = serde_json::json!({"code": self.code, "detail": self.detail});
+        if let Some(errors) = self.errors {
+            body["errors"] = errors;
+        }
+        let body = Json(body);
         let mut response = (self.status, body).into_response();
         for (name, value) in self.headers {
             response.headers_mut().append(name, value);

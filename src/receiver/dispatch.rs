@@ -14,9 +14,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::buffer::{Buffer, BufferError, ChannelSettings};
-use crate::config::webhooks::{DataType, ModuleRoute};
+use crate::config::webhooks::{ModuleRoute, Webhook};
 use crate::modules::Delivery;
-use crate::protocol::{ConnectionId, WebhookId};
+use crate::protocol::ConnectionId;
 
 /// Deliveries one module webhook runs at once.
 pub const MAX_IN_FLIGHT: u32 = 32;
@@ -37,12 +37,13 @@ pub fn channel_settings(route: &ModuleRoute) -> ChannelSettings {
 
 /// Runs the dispatcher of webhook `id` until `shutdown`, then settles what is in flight.
 pub async fn run(
-    id: WebhookId,
+    webhook: Webhook,
     route: ModuleRoute,
-    data_type: DataType,
     buffer: Arc<dyn Buffer>,
     shutdown: CancellationToken,
 ) {
+    let id = webhook.id.clone();
+    let webhook = Arc::new(webhook);
     let lease_holder = ConnectionId(format!("dispatch-{id}"));
     let deliveries = TaskTracker::new();
     loop {
@@ -61,9 +62,11 @@ pub async fn run(
         };
         let buffer = buffer.clone();
         let route = route.clone();
+        let webhook = webhook.clone();
         let lease_holder = lease_holder.clone();
         deliveries.spawn(async move {
-            let delivery = Delivery::from_message(&message, data_type);
+            let mut delivery = Delivery::from_message(&message, webhook.data_type);
+            delivery.clean(&webhook.cleanup);
             let outcome = route.pipeline.run(&delivery).await;
             let settled = match &outcome {
                 Ok(()) => buffer
@@ -116,9 +119,8 @@ pub fn spawn_all(
     for webhook in webhooks.webhooks.values() {
         if let crate::config::webhooks::Route::Modules(route) = &webhook.route {
             tracker.spawn(run(
-                webhook.id.clone(),
+                webhook.clone(),
                 route.clone(),
-                webhook.data_type,
                 buffer.clone(),
                 shutdown.clone(),
             ));

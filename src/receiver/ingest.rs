@@ -16,7 +16,9 @@ use http::{HeaderMap, Method, StatusCode, Uri};
 
 use super::AppState;
 use super::api_error::ApiError;
+use super::forms;
 use super::json_limits;
+use super::schema::BodySchema;
 use crate::auth::AuthRequest;
 use crate::buffer::{BufferError, NewMessage};
 use crate::config::webhooks::DataType;
@@ -70,24 +72,34 @@ async fn accept(
         .ok_or_else(|| ApiError::not_found(format!("unknown webhook `{}`", printable(id))))?;
     check_header_limits(&headers)?;
     check_content_type(webhook.data_type, &headers)?;
+    let source_ip = webhook.auth.client_ip(peer.ip(), &headers);
+    if let Some(limit) = &webhook.rate_limit
+        && let Err(wait) = limit.check(source_ip)
+    {
+        tracing::warn!(webhook = %webhook.id, %source_ip, "rate limit exceeded");
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("{}; retry later", limit.describe()),
+        )
+        .retry_after(wait.as_secs_f64().ceil().max(1.0) as u64));
+    }
+    let max_body_bytes = webhook.max_body_bytes.unwrap_or(state.max_body_bytes);
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
-            format!(
-                "the body is larger than this webhook's limit of {} bytes",
-                webhook.max_body_bytes
-            ),
+            format!("the body is larger than this webhook's limit of {max_body_bytes} bytes"),
         )
     };
     let declared = headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > webhook.max_body_bytes) {
+    if declared.is_some_and(|n| n > max_body_bytes) {
         return Err(too_large());
     }
-    let limit = usize::try_from(webhook.max_body_bytes).unwrap_or(usize::MAX);
+    let limit = usize::try_from(max_body_bytes).unwrap_or(usize::MAX);
     let body = axum::body::to_bytes(body, limit).await.map_err(|e| {
         if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
         {
@@ -119,15 +131,34 @@ async fn accept(
         }
         return Err(error);
     }
-    let source_ip = webhook.auth.client_ip(peer.ip(), &headers);
-    if webhook.data_type == DataType::Json {
-        json_limits::check(&body).map_err(|p| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_json",
-                p.to_string(),
-            )
-        })?;
+    let mut headers = flatten_headers(&headers);
+    let mut body = body;
+    match webhook.data_type {
+        DataType::Json => {
+            json_limits::check(&body).map_err(|p| {
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_json",
+                    p.to_string(),
+                )
+            })?;
+            if let Some(schema) = &webhook.schema {
+                check_schema(schema, &body)?;
+            }
+            if webhook.cleanup.apply_to_relay {
+                let mut document: serde_json::Value = serde_json::from_slice(&body)
+                    .expect("json_limits::check accepted the body as JSON");
+                webhook.cleanup.clean_json(&mut document);
+                body = serde_json::to_vec(&document)
+                    .expect("a JSON value always serialises")
+                    .into();
+            }
+        }
+        DataType::Form => forms::check(&headers, &body).await?,
+        DataType::Blob | DataType::Raw => {}
+    }
+    if webhook.cleanup.apply_to_relay {
+        webhook.cleanup.clean_headers(&mut headers);
     }
     let channel = webhook.route.channel();
     let stored = state
@@ -136,7 +167,7 @@ async fn accept(
             channel: channel.clone(),
             webhook_id: webhook.id.clone(),
             source_ip: Some(source_ip),
-            headers: flatten_headers(&headers),
+            headers,
             body,
         })
         .await
@@ -160,6 +191,25 @@ async fn accept(
         })?;
     tracing::info!(webhook = %webhook.id, channel = %channel, message_id = %stored.id, sequence = stored.sequence, "webhook accepted");
     Ok(Json(serde_json::json!({"message": "200 OK", "message_id": stored.id})).into_response())
+}
+
+fn check_schema(schema: &BodySchema, body: &[u8]) -> Result<(), ApiError> {
+    let document: serde_json::Value =
+        serde_json::from_slice(body).expect("json_limits::check accepted the body as JSON");
+    schema.check(&document).map_err(|failures| {
+        let detail = match failures.as_slice() {
+            [one] => format!(
+                "the body does not match the webhook's JSON Schema at `{}`: {}",
+                one.path, one.message
+            ),
+            many => format!(
+                "the body does not match the webhook's JSON Schema in {} places",
+                many.len()
+            ),
+        };
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "schema_mismatch", detail)
+            .with_errors(serde_json::to_value(&failures).expect("failures serialise"))
+    })
 }
 
 fn printable(id: &str) -> String {

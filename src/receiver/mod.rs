@@ -8,8 +8,12 @@ pub mod admin;
 pub mod api_error;
 pub mod channels;
 pub mod dispatch;
+pub mod forms;
 pub mod ingest;
 pub mod json_limits;
+pub mod rate_limit;
+pub mod schema;
+pub mod security;
 pub mod stream;
 
 use std::net::SocketAddr;
@@ -36,6 +40,22 @@ pub struct ReceiverConfig {
     pub webhooks: WebhooksConfig,
     /// Bearer token of the admin API; `None` disables it (403).
     pub admin_token: Option<Secret<String>>,
+    /// Body limit of webhooks that set no `max_body_bytes`.
+    pub max_body_bytes: u64,
+    /// Origins browsers may call the API from (CORS); empty: CORS off.
+    pub cors_origins: Vec<http::HeaderValue>,
+}
+
+impl ReceiverConfig {
+    /// A config with the defaults: 10 MiB bodies, CORS off, no admin token.
+    pub fn new(webhooks: WebhooksConfig) -> Self {
+        Self {
+            webhooks,
+            admin_token: None,
+            max_body_bytes: crate::config::webhooks::DEFAULT_MAX_BODY_BYTES,
+            cors_origins: Vec::new(),
+        }
+    }
 }
 
 /// Shared state of every handler.
@@ -48,6 +68,8 @@ pub struct AppState {
     pub buffer: Arc<dyn Buffer>,
     /// Admin bearer token.
     pub admin_token: Option<Secret<String>>,
+    /// Body limit of webhooks that set none.
+    pub max_body_bytes: u64,
     /// Cancelled when the receiver stops.
     pub shutdown: CancellationToken,
     /// Streaming connections, awaited on shutdown so their leases are released.
@@ -65,9 +87,10 @@ pub enum ReceiverError {
     Serve(#[source] std::io::Error),
 }
 
-/// Builds the router (also used by tests that drive it without a socket).
-pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+/// Builds the router (also used by tests that drive it without a socket), with security
+/// headers on every answer and CORS only for `cors_origins`.
+pub fn router(state: Arc<AppState>, cors_origins: Vec<http::HeaderValue>) -> Router {
+    let routes = Router::new()
         .route("/", get(root))
         .route("/health", get(health))
         .route("/webhook/{id}", post(ingest::ingest))
@@ -76,7 +99,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .nest("/admin/webhook-connect", admin::router())
         // Ingest enforces each webhook's own body limit while reading.
         .layer(DefaultBodyLimit::disable())
-        .with_state(state)
+        .with_state(state);
+    let routes = security::with_security_headers(routes);
+    security::with_cors(routes, cors_origins)
 }
 
 /// Serves until `shutdown` is cancelled, then stops accepting, lets requests in progress finish,
@@ -111,12 +136,14 @@ pub async fn run(
         channels: Channels::new(channels),
         buffer: buffer.clone(),
         admin_token: config.admin_token,
+        max_body_bytes: config.max_body_bytes,
         shutdown: shutdown.clone(),
         streams: TaskTracker::new(),
     });
     let dispatchers = TaskTracker::new();
     dispatch::spawn_all(&state.webhooks, &buffer, &shutdown, &dispatchers);
-    let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let app = router(state.clone(), config.cors_origins)
+        .into_make_service_with_connect_info::<SocketAddr>();
     // Frames and answers are small writes: without TCP_NODELAY, Nagle's algorithm and delayed
     // ACKs hold some of them back for up to 40 ms.
     let listener = listener.tap_io(|tcp| {

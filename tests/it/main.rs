@@ -4,5 +4,7 @@ mod auth;
 mod errors;
 mod faults;
 mod frames;
+mod hardening;
+mod modules;
 mod relay;
 mod support;

@@ -156,6 +156,23 @@ impl Wcon {
         w
     }
 
+    /// `wcon tunnel CHANNEL --webhooks FILE --server URL` (module mode), waiting for the ready line.
+    pub fn tunnel_modules(channel: &str, server: SocketAddr, webhooks: &Path, cwd: &Path) -> Self {
+        let server = format!("http://{server}");
+        let webhooks = webhooks.to_str().unwrap();
+        let args = [
+            "tunnel",
+            channel,
+            "--webhooks",
+            webhooks,
+            "--server",
+            &server,
+        ];
+        let mut w = Self::spawn(&args, &[("WCON_TOKEN", TOKEN)], cwd);
+        w.wait_for("connected to", Duration::from_secs(20));
+        w
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr.expect("a serve process"), path)
     }
