@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::response::{IntoResponse, Response};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt as _, SinkExt, StreamExt};
 use http::HeaderMap;
 use tokio::sync::mpsc;
 
@@ -22,6 +22,9 @@ use crate::receiver::AppState;
 use crate::receiver::api_error::ApiError;
 use crate::receiver::channels::{Channel, Connection};
 use crate::time::now_rfc3339;
+
+/// Most frames written before one flush.
+const MAX_BATCH: usize = 64;
 
 /// Largest frame a connector may send (acks are tiny).
 const MAX_CONNECTOR_FRAME: usize = 64 * 1024;
@@ -137,9 +140,21 @@ async fn write_loop(
             next = state.buffer.next(channel.name(), &connection.id, channel.config.max_in_flight) => {
                 match next {
                     Ok(message) => {
-                        let frame = ServerFrame::Webhook(message.to_frame());
-                        if sink.send(text(&frame)).await.is_err() { return "send failed"; }
-                        connection.messages_sent.fetch_add(1, Ordering::Relaxed);
+                        // Queue this frame and any others already waiting, then flush once:
+                        // under load that is one write for many frames instead of one each.
+                        let mut batch = vec![message];
+                        while batch.len() < MAX_BATCH {
+                            match state.buffer.next(channel.name(), &connection.id, channel.config.max_in_flight).now_or_never() {
+                                Some(Ok(more)) => batch.push(more),
+                                _ => break,
+                            }
+                        }
+                        for message in batch {
+                            let frame = ServerFrame::Webhook(message.to_frame());
+                            if sink.feed(text(&frame)).await.is_err() { return "send failed"; }
+                            connection.messages_sent.fetch_add(1, Ordering::Relaxed);
+                        }
+                        if sink.flush().await.is_err() { return "send failed"; }
                     }
                     Err(crate::buffer::BufferError::Closed) => {
                         // Shutting down: the close branch sends the goodbye.
