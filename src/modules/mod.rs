@@ -29,6 +29,7 @@ pub mod registry;
 pub mod retry;
 
 pub mod log;
+pub mod save_to_disk;
 
 pub use connections::{Connection, Connections};
 pub use network::NetworkPolicy;

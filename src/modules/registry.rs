@@ -109,6 +109,7 @@ pub const MODULES: &[(&str, Option<&str>)] = &[
 pub fn build(spec: &ModuleSpec<'_>, ctx: &BuildContext) -> Result<Arc<dyn Module>, String> {
     let module: Arc<dyn Module> = match spec.name {
         "log" => Arc::new(super::log::LogModule::build(spec)?),
+        "save_to_disk" => Arc::new(super::save_to_disk::SaveToDisk::build(spec)?),
         other => return Err(unavailable(other)),
     };
     let _ = ctx;

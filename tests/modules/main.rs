@@ -4,3 +4,4 @@
 mod support;
 
 mod log;
+mod save_to_disk;
