@@ -28,6 +28,7 @@ pub mod pipeline;
 pub mod registry;
 pub mod retry;
 
+pub mod http_webhook;
 pub mod log;
 pub mod save_to_disk;
 

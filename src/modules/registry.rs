@@ -110,9 +110,9 @@ pub fn build(spec: &ModuleSpec<'_>, ctx: &BuildContext) -> Result<Arc<dyn Module
     let module: Arc<dyn Module> = match spec.name {
         "log" => Arc::new(super::log::LogModule::build(spec)?),
         "save_to_disk" => Arc::new(super::save_to_disk::SaveToDisk::build(spec)?),
+        "http_webhook" => Arc::new(super::http_webhook::HttpWebhook::build(spec, ctx)?),
         other => return Err(unavailable(other)),
     };
-    let _ = ctx;
     Ok(module)
 }
 

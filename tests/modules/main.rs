@@ -3,5 +3,6 @@
 
 mod support;
 
+mod http_webhook;
 mod log;
 mod save_to_disk;
