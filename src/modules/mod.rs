@@ -31,6 +31,7 @@ pub mod retry;
 pub mod http_webhook;
 pub mod log;
 pub mod save_to_disk;
+pub mod websocket;
 
 pub use connections::{Connection, Connections};
 pub use network::NetworkPolicy;

@@ -111,6 +111,7 @@ pub fn build(spec: &ModuleSpec<'_>, ctx: &BuildContext) -> Result<Arc<dyn Module
         "log" => Arc::new(super::log::LogModule::build(spec)?),
         "save_to_disk" => Arc::new(super::save_to_disk::SaveToDisk::build(spec)?),
         "http_webhook" => Arc::new(super::http_webhook::HttpWebhook::build(spec, ctx)?),
+        "websocket" => Arc::new(super::websocket::WebSocket::build(spec, ctx)?),
         other => return Err(unavailable(other)),
     };
     Ok(module)

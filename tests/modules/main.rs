@@ -6,3 +6,4 @@ mod support;
 mod http_webhook;
 mod log;
 mod save_to_disk;
+mod websocket;
