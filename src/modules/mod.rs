@@ -32,6 +32,8 @@ pub mod http_webhook;
 pub mod log;
 pub mod save_to_disk;
 pub mod websocket;
+#[cfg(feature = "zeromq")]
+pub mod zeromq;
 
 pub use connections::{Connection, Connections};
 pub use network::NetworkPolicy;

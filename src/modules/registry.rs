@@ -112,6 +112,8 @@ pub fn build(spec: &ModuleSpec<'_>, ctx: &BuildContext) -> Result<Arc<dyn Module
         "save_to_disk" => Arc::new(super::save_to_disk::SaveToDisk::build(spec)?),
         "http_webhook" => Arc::new(super::http_webhook::HttpWebhook::build(spec, ctx)?),
         "websocket" => Arc::new(super::websocket::WebSocket::build(spec, ctx)?),
+        #[cfg(feature = "zeromq")]
+        "zeromq" => Arc::new(super::zeromq::ZeroMq::build(spec, ctx)?),
         other => return Err(unavailable(other)),
     };
     Ok(module)

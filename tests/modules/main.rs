@@ -7,3 +7,5 @@ mod http_webhook;
 mod log;
 mod save_to_disk;
 mod websocket;
+#[cfg(feature = "zeromq")]
+mod zeromq;
