@@ -28,8 +28,14 @@ pub mod pipeline;
 pub mod registry;
 pub mod retry;
 
+#[cfg(feature = "aws")]
+mod aws;
+#[cfg(feature = "aws")]
+pub mod aws_sqs;
 pub mod http_webhook;
 pub mod log;
+#[cfg(feature = "aws")]
+pub mod s3;
 pub mod save_to_disk;
 pub mod websocket;
 #[cfg(feature = "zeromq")]

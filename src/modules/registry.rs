@@ -112,6 +112,10 @@ pub fn build(spec: &ModuleSpec<'_>, ctx: &BuildContext) -> Result<Arc<dyn Module
         "save_to_disk" => Arc::new(super::save_to_disk::SaveToDisk::build(spec)?),
         "http_webhook" => Arc::new(super::http_webhook::HttpWebhook::build(spec, ctx)?),
         "websocket" => Arc::new(super::websocket::WebSocket::build(spec, ctx)?),
+        #[cfg(feature = "aws")]
+        "s3" => Arc::new(super::s3::S3::build(spec, ctx)?),
+        #[cfg(feature = "aws")]
+        "aws_sqs" => Arc::new(super::aws_sqs::AwsSqs::build(spec, ctx)?),
         #[cfg(feature = "zeromq")]
         "zeromq" => Arc::new(super::zeromq::ZeroMq::build(spec, ctx)?),
         other => return Err(unavailable(other)),

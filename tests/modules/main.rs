@@ -3,8 +3,12 @@
 
 mod support;
 
+#[cfg(feature = "aws")]
+mod aws_sqs;
 mod http_webhook;
 mod log;
+#[cfg(feature = "aws")]
+mod s3;
 mod save_to_disk;
 mod websocket;
 #[cfg(feature = "zeromq")]
