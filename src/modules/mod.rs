@@ -32,6 +32,8 @@ pub mod retry;
 mod aws;
 #[cfg(feature = "aws")]
 pub mod aws_sqs;
+#[cfg(feature = "gcp")]
+pub mod gcp_pubsub;
 pub mod http_webhook;
 pub mod log;
 #[cfg(feature = "aws")]

@@ -116,6 +116,8 @@ pub fn build(spec: &ModuleSpec<'_>, ctx: &BuildContext) -> Result<Arc<dyn Module
         "s3" => Arc::new(super::s3::S3::build(spec, ctx)?),
         #[cfg(feature = "aws")]
         "aws_sqs" => Arc::new(super::aws_sqs::AwsSqs::build(spec, ctx)?),
+        #[cfg(feature = "gcp")]
+        "gcp_pubsub" => Arc::new(super::gcp_pubsub::GcpPubSub::build(spec, ctx)?),
         #[cfg(feature = "zeromq")]
         "zeromq" => Arc::new(super::zeromq::ZeroMq::build(spec, ctx)?),
         other => return Err(unavailable(other)),

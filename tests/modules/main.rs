@@ -5,6 +5,8 @@ mod support;
 
 #[cfg(feature = "aws")]
 mod aws_sqs;
+#[cfg(feature = "gcp")]
+mod gcp_pubsub;
 mod http_webhook;
 mod log;
 #[cfg(feature = "aws")]
