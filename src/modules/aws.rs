@@ -115,6 +115,18 @@ impl AwsSettings {
         headers: &[(String, String)],
         body: &[u8],
     ) -> Result<Vec<(String, String)>, ModuleError> {
+        self.sign_at(SystemTime::now(), service, method, url, headers, body)
+    }
+
+    fn sign_at(
+        &self,
+        time: SystemTime,
+        service: &str,
+        method: &str,
+        url: &Url,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<Vec<(String, String)>, ModuleError> {
         let identity = Credentials::new(
             self.access_key_id.clone(),
             self.secret_access_key.expose().clone(),
@@ -134,7 +146,7 @@ impl AwsSettings {
             .identity(&identity)
             .region(&self.region)
             .name(service)
-            .time(SystemTime::now())
+            .time(time)
             .settings(settings)
             .build()
             .map_err(|e| ModuleError::rejected(format!("{service}: cannot sign: {e}")))?
@@ -300,6 +312,34 @@ mod tests {
         let err = AwsSettings::resolve("c", Some("AKID".into()), None, None, None, None, env(&[]))
             .unwrap_err();
         assert!(err.contains("aws_secret_access_key"), "{err}");
+    }
+
+    #[test]
+    fn s3_requests_are_signed_as_aws_documents() {
+        // "Example: GET Object" of the S3 SigV4 documentation (header-based authentication).
+        let aws = AwsSettings::resolve(
+            "c",
+            Some("AKIAIOSFODNN7EXAMPLE".into()),
+            Some(Secret::new(
+                "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into(),
+            )),
+            None,
+            Some("us-east-1".into()),
+            None,
+            env(&[]),
+        )
+        .unwrap();
+        let time = SystemTime::UNIX_EPOCH + Duration::from_secs(1_369_353_600); // 2013-05-24
+        let url = Url::parse("https://examplebucket.s3.amazonaws.com/test.txt").unwrap();
+        let headers = [("range".to_owned(), "bytes=0-9".to_owned())];
+        let signed = aws.sign_at(time, "s3", "GET", &url, &headers, b"").unwrap();
+        let authorization = &signed.iter().find(|(k, _)| k == "authorization").unwrap().1;
+        assert_eq!(
+            authorization,
+            "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, \
+             SignedHeaders=host;range;x-amz-content-sha256;x-amz-date, \
+             Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"
+        );
     }
 
     #[test]
