@@ -10,9 +10,14 @@
 //! destination can verify the sender's signature; `X-Webhook-Message-ID` and `X-Webhook-ID`
 //! let it de-duplicate. 2xx counts as delivered; a connect error, a timeout, 408, 425, 429 and
 //! 5xx are worth retrying; any other status is a refusal. Redirects are followed only within
-//! the same host. Error texts name the host only: a webhook URL's path often is its secret.
+//! the same host. On the public receiver the host is checked before every request, and the
+//! client's resolver connects only to public addresses (unless the host is in
+//! `allowed_hosts`), so a name re-pointed after the check cannot reach inside either. Error
+//! texts name the host only: a webhook URL's path often is its secret.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -21,6 +26,7 @@ use serde::Deserialize;
 use tokio::sync::OnceCell;
 use url::Url;
 
+use super::network::is_internal;
 use super::registry::{BuildContext, ModuleSpec};
 use super::{Delivery, Module, ModuleError, NetworkPolicy};
 
@@ -153,15 +159,29 @@ impl HttpWebhook {
         if let Some(client) = self.client.get() {
             return Ok(client);
         }
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .redirect(same_host_redirects())
             .timeout(self.timeout)
             .connect_timeout(self.timeout)
-            .tcp_nodelay(true)
-            .build()
-            .map_err(|e| {
-                ModuleError::rejected(format!("http_webhook: cannot build a client: {e}"))
-            })?;
+            .tcp_nodelay(true);
+        if matches!(
+            self.network,
+            NetworkPolicy::Receiver {
+                allow_private: false
+            }
+        ) && !self
+            .allowed_hosts
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(&self.host))
+        {
+            // check_host resolved the name once; this resolver applies the same rule to the
+            // addresses actually connected to, so a name re-pointed in between (DNS
+            // rebinding) cannot reach an internal address either.
+            builder = builder.dns_resolver(Arc::new(PublicOnly));
+        }
+        let client = builder.build().map_err(|e| {
+            ModuleError::rejected(format!("http_webhook: cannot build a client: {e}"))
+        })?;
         // Another delivery may have won the race; either client is as good.
         let _ = self.client.set(client);
         Ok(self.client.get().expect("the client was just set"))
@@ -239,6 +259,26 @@ impl Module for HttpWebhook {
     }
 }
 
+/// A resolver that returns only addresses outside private networks.
+struct PublicOnly;
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let public: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .filter(|a| !is_internal(a.ip()))
+                .collect();
+            if public.is_empty() {
+                return Err(format!("`{host}` resolves only to internal addresses").into());
+            }
+            let addrs: reqwest::dns::Addrs = Box::new(public.into_iter());
+            Ok(addrs)
+        })
+    }
+}
+
 /// A redirect policy that follows only redirects to the same scheme, host and port.
 fn same_host_redirects() -> reqwest::redirect::Policy {
     reqwest::redirect::Policy::custom(|attempt| {
@@ -311,7 +351,6 @@ fn request_error(module: &str, host: &str, e: &reqwest::Error) -> ModuleError {
 mod tests {
     use super::*;
     use crate::modules::tests_support::delivery;
-    use std::sync::Arc;
 
     fn module(config: serde_json::Value) -> HttpWebhook {
         let spec = ModuleSpec {
@@ -325,6 +364,14 @@ mod tests {
             network: NetworkPolicy::Tunnel,
         };
         HttpWebhook::build(&spec, &ctx).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_public_resolver_drops_internal_addresses() {
+        use reqwest::dns::Resolve;
+        use std::str::FromStr;
+        let name = reqwest::dns::Name::from_str("localhost").unwrap();
+        assert!(PublicOnly.resolve(name).await.is_err());
     }
 
     #[test]
