@@ -28,7 +28,20 @@ pub mod pipeline;
 pub mod registry;
 pub mod retry;
 
+#[cfg(feature = "aws")]
+mod aws;
+#[cfg(feature = "aws")]
+pub mod aws_sqs;
+#[cfg(feature = "gcp")]
+pub mod gcp_pubsub;
+pub mod http_webhook;
 pub mod log;
+#[cfg(feature = "aws")]
+pub mod s3;
+pub mod save_to_disk;
+pub mod websocket;
+#[cfg(feature = "zeromq")]
+pub mod zeromq;
 
 pub use connections::{Connection, Connections};
 pub use network::NetworkPolicy;

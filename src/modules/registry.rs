@@ -109,9 +109,19 @@ pub const MODULES: &[(&str, Option<&str>)] = &[
 pub fn build(spec: &ModuleSpec<'_>, ctx: &BuildContext) -> Result<Arc<dyn Module>, String> {
     let module: Arc<dyn Module> = match spec.name {
         "log" => Arc::new(super::log::LogModule::build(spec)?),
+        "save_to_disk" => Arc::new(super::save_to_disk::SaveToDisk::build(spec)?),
+        "http_webhook" => Arc::new(super::http_webhook::HttpWebhook::build(spec, ctx)?),
+        "websocket" => Arc::new(super::websocket::WebSocket::build(spec, ctx)?),
+        #[cfg(feature = "aws")]
+        "s3" => Arc::new(super::s3::S3::build(spec, ctx)?),
+        #[cfg(feature = "aws")]
+        "aws_sqs" => Arc::new(super::aws_sqs::AwsSqs::build(spec, ctx)?),
+        #[cfg(feature = "gcp")]
+        "gcp_pubsub" => Arc::new(super::gcp_pubsub::GcpPubSub::build(spec, ctx)?),
+        #[cfg(feature = "zeromq")]
+        "zeromq" => Arc::new(super::zeromq::ZeroMq::build(spec, ctx)?),
         other => return Err(unavailable(other)),
     };
-    let _ = ctx;
     Ok(module)
 }
 

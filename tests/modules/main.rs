@@ -3,4 +3,15 @@
 
 mod support;
 
+#[cfg(feature = "aws")]
+mod aws_sqs;
+#[cfg(feature = "gcp")]
+mod gcp_pubsub;
+mod http_webhook;
 mod log;
+#[cfg(feature = "aws")]
+mod s3;
+mod save_to_disk;
+mod websocket;
+#[cfg(feature = "zeromq")]
+mod zeromq;
