@@ -27,8 +27,11 @@ pub mod network;
 pub mod pipeline;
 pub mod registry;
 pub mod retry;
+pub mod settings;
 
 pub mod log;
+#[cfg(feature = "rabbitmq")]
+pub mod rabbitmq;
 
 pub use connections::{Connection, Connections};
 pub use network::NetworkPolicy;

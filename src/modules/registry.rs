@@ -109,6 +109,8 @@ pub const MODULES: &[(&str, Option<&str>)] = &[
 pub fn build(spec: &ModuleSpec<'_>, ctx: &BuildContext) -> Result<Arc<dyn Module>, String> {
     let module: Arc<dyn Module> = match spec.name {
         "log" => Arc::new(super::log::LogModule::build(spec)?),
+        #[cfg(feature = "rabbitmq")]
+        "rabbitmq" => Arc::new(super::rabbitmq::RabbitMqModule::build(spec, ctx)?),
         other => return Err(unavailable(other)),
     };
     let _ = ctx;

@@ -4,3 +4,5 @@
 mod support;
 
 mod log;
+#[cfg(feature = "rabbitmq")]
+mod rabbitmq;

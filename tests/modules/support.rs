@@ -55,8 +55,8 @@ pub fn try_module(
         Some(c) => json!({ "conn": c }),
         None => json!({}),
     };
-    let config_file = ConnectionsConfig::from_json("connections.json", entries)
-        .map_err(|e| e.to_string())?;
+    let config_file =
+        ConnectionsConfig::from_json("connections.json", entries).map_err(|e| e.to_string())?;
     let connections = Arc::new(Connections::new(&config_file));
     let ctx = BuildContext {
         connections: connections.clone(),
@@ -69,4 +69,15 @@ pub fn try_module(
         connection: connection.as_ref().and_then(|_| connections.get("conn")),
     };
     registry::build(&spec, &ctx)
+}
+
+/// A name no other test run uses (queues, topics, tables).
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{:016x}", rand::random::<u64>())
+}
+
+/// A 127.0.0.1 port nothing listens on (bound, then released).
+pub fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
 }
