@@ -32,6 +32,10 @@ pub mod settings;
 pub mod log;
 #[cfg(feature = "rabbitmq")]
 pub mod rabbitmq;
+#[cfg(feature = "redis")]
+pub mod redis_publish;
+#[cfg(feature = "redis")]
+pub mod redis_rq;
 
 pub use connections::{Connection, Connections};
 pub use network::NetworkPolicy;

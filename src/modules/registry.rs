@@ -111,6 +111,10 @@ pub fn build(spec: &ModuleSpec<'_>, ctx: &BuildContext) -> Result<Arc<dyn Module
         "log" => Arc::new(super::log::LogModule::build(spec)?),
         #[cfg(feature = "rabbitmq")]
         "rabbitmq" => Arc::new(super::rabbitmq::RabbitMqModule::build(spec, ctx)?),
+        #[cfg(feature = "redis")]
+        "redis_rq" => Arc::new(super::redis_rq::RedisRqModule::build(spec, ctx)?),
+        #[cfg(feature = "redis")]
+        "redis_publish" => Arc::new(super::redis_publish::RedisPublishModule::build(spec, ctx)?),
         other => return Err(unavailable(other)),
     };
     let _ = ctx;

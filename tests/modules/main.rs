@@ -6,3 +6,7 @@ mod support;
 mod log;
 #[cfg(feature = "rabbitmq")]
 mod rabbitmq;
+#[cfg(feature = "redis")]
+mod redis_publish;
+#[cfg(feature = "redis")]
+mod redis_rq;
