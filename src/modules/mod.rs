@@ -29,6 +29,8 @@ pub mod registry;
 pub mod retry;
 pub mod settings;
 
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod log;
 #[cfg(feature = "rabbitmq")]
 pub mod rabbitmq;

@@ -115,6 +115,8 @@ pub fn build(spec: &ModuleSpec<'_>, ctx: &BuildContext) -> Result<Arc<dyn Module
         "redis_rq" => Arc::new(super::redis_rq::RedisRqModule::build(spec, ctx)?),
         #[cfg(feature = "redis")]
         "redis_publish" => Arc::new(super::redis_publish::RedisPublishModule::build(spec, ctx)?),
+        #[cfg(feature = "kafka")]
+        "kafka" => Arc::new(super::kafka::KafkaModule::build(spec, ctx)?),
         other => return Err(unavailable(other)),
     };
     let _ = ctx;

@@ -3,6 +3,8 @@
 
 mod support;
 
+#[cfg(feature = "kafka")]
+mod kafka;
 mod log;
 #[cfg(feature = "rabbitmq")]
 mod rabbitmq;
