@@ -117,6 +117,8 @@ pub fn build(spec: &ModuleSpec<'_>, ctx: &BuildContext) -> Result<Arc<dyn Module
         "redis_publish" => Arc::new(super::redis_publish::RedisPublishModule::build(spec, ctx)?),
         #[cfg(feature = "kafka")]
         "kafka" => Arc::new(super::kafka::KafkaModule::build(spec, ctx)?),
+        #[cfg(feature = "mqtt")]
+        "mqtt" => Arc::new(super::mqtt::MqttModule::build(spec, ctx)?),
         other => return Err(unavailable(other)),
     };
     let _ = ctx;

@@ -6,6 +6,8 @@ mod support;
 #[cfg(feature = "kafka")]
 mod kafka;
 mod log;
+#[cfg(feature = "mqtt")]
+mod mqtt;
 #[cfg(feature = "rabbitmq")]
 mod rabbitmq;
 #[cfg(feature = "redis")]
