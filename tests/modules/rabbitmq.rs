@@ -144,3 +144,52 @@ async fn rabbitmq_wrong_password_is_rejected() {
     assert!(err.to_string().contains("ACCESS_REFUSED"), "{err}");
     assert!(!err.to_string().contains("not-the-password"), "{err}");
 }
+
+#[tokio::test]
+async fn rabbitmq_reopens_the_channel_after_the_broker_closed_it() {
+    let url = service("WCON_TEST_RABBITMQ_URL");
+    let queue = unique("wcon-rabbitmq");
+    // The queue exists as non-durable: the module's durable declare fails and the broker
+    // closes its channel (PRECONDITION_FAILED).
+    let conn = Connection::connect(&url, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = conn.create_channel().await.unwrap();
+    channel
+        .queue_declare(
+            queue.as_str().into(),
+            lapin::options::QueueDeclareOptions::default(),
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let rabbit = module(
+        "rabbitmq",
+        json!({"queue_name": queue}),
+        Some(connection_entry(&url)),
+    );
+    let err = rabbit
+        .deliver(&delivery(&json!({"n": 1})))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ModuleError::Rejected(_)), "{err:?}");
+    assert!(err.to_string().contains("PRECONDITION"), "{err}");
+
+    // Once the queue is gone, the next delivery works on a new channel.
+    channel
+        .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+        .await
+        .unwrap();
+    rabbit.deliver(&delivery(&json!({"n": 2}))).await.unwrap();
+    let message = channel
+        .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: true })
+        .await
+        .unwrap()
+        .expect("the confirmed message is in the queue");
+    let body: Value = serde_json::from_slice(&message.delivery.data).unwrap();
+    assert_eq!(body, json!({"n": 2}));
+    channel
+        .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+        .await
+        .unwrap();
+}
