@@ -27,6 +27,7 @@ pub mod network;
 pub mod pipeline;
 pub mod registry;
 pub mod retry;
+pub mod settings;
 
 #[cfg(feature = "aws")]
 mod aws;
@@ -42,6 +43,16 @@ pub mod save_to_disk;
 pub mod websocket;
 #[cfg(feature = "zeromq")]
 pub mod zeromq;
+#[cfg(feature = "kafka")]
+pub mod kafka;
+#[cfg(feature = "mqtt")]
+pub mod mqtt;
+#[cfg(feature = "rabbitmq")]
+pub mod rabbitmq;
+#[cfg(feature = "redis")]
+pub mod redis_publish;
+#[cfg(feature = "redis")]
+pub mod redis_rq;
 
 pub use connections::{Connection, Connections};
 pub use network::NetworkPolicy;

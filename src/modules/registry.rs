@@ -120,6 +120,16 @@ pub fn build(spec: &ModuleSpec<'_>, ctx: &BuildContext) -> Result<Arc<dyn Module
         "gcp_pubsub" => Arc::new(super::gcp_pubsub::GcpPubSub::build(spec, ctx)?),
         #[cfg(feature = "zeromq")]
         "zeromq" => Arc::new(super::zeromq::ZeroMq::build(spec, ctx)?),
+        #[cfg(feature = "rabbitmq")]
+        "rabbitmq" => Arc::new(super::rabbitmq::RabbitMqModule::build(spec, ctx)?),
+        #[cfg(feature = "redis")]
+        "redis_rq" => Arc::new(super::redis_rq::RedisRqModule::build(spec, ctx)?),
+        #[cfg(feature = "redis")]
+        "redis_publish" => Arc::new(super::redis_publish::RedisPublishModule::build(spec, ctx)?),
+        #[cfg(feature = "kafka")]
+        "kafka" => Arc::new(super::kafka::KafkaModule::build(spec, ctx)?),
+        #[cfg(feature = "mqtt")]
+        "mqtt" => Arc::new(super::mqtt::MqttModule::build(spec, ctx)?),
         other => return Err(unavailable(other)),
     };
     Ok(module)

@@ -15,3 +15,13 @@ mod save_to_disk;
 mod websocket;
 #[cfg(feature = "zeromq")]
 mod zeromq;
+#[cfg(feature = "kafka")]
+mod kafka;
+#[cfg(feature = "mqtt")]
+mod mqtt;
+#[cfg(feature = "rabbitmq")]
+mod rabbitmq;
+#[cfg(feature = "redis")]
+mod redis_publish;
+#[cfg(feature = "redis")]
+mod redis_rq;

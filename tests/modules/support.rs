@@ -70,3 +70,14 @@ pub fn try_module(
     };
     registry::build(&spec, &ctx)
 }
+
+/// A name no other test run uses (queues, topics, tables).
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{:016x}", rand::random::<u64>())
+}
+
+/// A 127.0.0.1 port nothing listens on (bound, then released).
+pub fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
