@@ -28,7 +28,14 @@ pub mod pipeline;
 pub mod registry;
 pub mod retry;
 
+mod lenient;
 pub mod log;
+#[cfg(feature = "mysql")]
+pub mod mysql;
+#[cfg(feature = "postgres")]
+pub mod postgresql;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+mod sql_common;
 
 pub use connections::{Connection, Connections};
 pub use network::NetworkPolicy;

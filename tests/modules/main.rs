@@ -4,3 +4,7 @@
 mod support;
 
 mod log;
+#[cfg(feature = "mysql")]
+mod mysql;
+#[cfg(feature = "postgres")]
+mod postgresql;

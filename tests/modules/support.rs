@@ -55,8 +55,8 @@ pub fn try_module(
         Some(c) => json!({ "conn": c }),
         None => json!({}),
     };
-    let config_file = ConnectionsConfig::from_json("connections.json", entries)
-        .map_err(|e| e.to_string())?;
+    let config_file =
+        ConnectionsConfig::from_json("connections.json", entries).map_err(|e| e.to_string())?;
     let connections = Arc::new(Connections::new(&config_file));
     let ctx = BuildContext {
         connections: connections.clone(),
