@@ -28,6 +28,7 @@ pub mod pipeline;
 pub mod registry;
 pub mod retry;
 
+pub mod clickhouse;
 mod lenient;
 pub mod log;
 #[cfg(feature = "mysql")]
@@ -36,6 +37,7 @@ pub mod mysql;
 pub mod postgresql;
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 mod sql_common;
+mod table;
 
 pub use connections::{Connection, Connections};
 pub use network::NetworkPolicy;

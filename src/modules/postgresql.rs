@@ -31,8 +31,8 @@ use sqlx::{AssertSqlSafe, Connection as _, Postgres};
 use super::registry::{BuildContext, ModuleSpec};
 use super::sql_common::{
     ColumnType, Dialect, Layout, SqlConnectionConfig, SqlModuleConfig, SqlValue, SslChoice,
-    TableReady,
 };
+use super::table::TableReady;
 use super::{Connections, Delivery, Module, ModuleError};
 
 /// How long opening one connection may take before the delivery is retried later.

@@ -14,16 +14,15 @@
 //! json and hybrid) and `created_at` (set by the database).
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::lenient::{self, defaults::yes};
-use super::{Delivery, ModuleError, headers_json};
+use super::table::{MAX_IDENTIFIER, check_identifier};
+use super::{Delivery, headers_json};
 use crate::secret::Secret;
 
 /// The columns the module fills itself; `schema.fields` may not map onto them.
@@ -35,9 +34,6 @@ pub const META_COLUMNS: &[&str] = &[
     "payload",
     "created_at",
 ];
-
-/// The longest identifier both PostgreSQL (63 bytes) and MySQL (64) keep unchanged.
-const MAX_IDENTIFIER: usize = 63;
 
 /// The SQL dialect a statement is written for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -255,24 +251,6 @@ impl SqlConnectionConfig {
 }
 
 // ---------------------------------------------------------------- identifiers and types
-
-/// Checks that `name` is a plain SQL identifier: ASCII letters, digits and `_`, not starting
-/// with a digit, at most 63 characters. Anything else is refused rather than escaped.
-pub fn check_identifier(what: &str, name: &str) -> Result<(), String> {
-    let mut chars = name.chars();
-    let starts_well = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
-    if !starts_well
-        || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        || name.len() > MAX_IDENTIFIER
-    {
-        return Err(format!(
-            "{what} `{name}` is not a valid SQL identifier: use letters, digits and `_`, starting with a letter or `_`, at most {MAX_IDENTIFIER} characters"
-        ));
-    }
-    Ok(())
-}
 
 /// A table name: `name` or `schema.name`, both plain identifiers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -900,38 +878,6 @@ impl Layout {
     }
 }
 
-/// Remembers that the table exists, so `CREATE TABLE` runs once per module, not per delivery.
-#[derive(Debug, Default)]
-pub struct TableReady {
-    ready: AtomicBool,
-    creating: tokio::sync::Mutex<()>,
-}
-
-impl TableReady {
-    /// Runs `create` unless it already succeeded; concurrent callers wait for one run.
-    pub async fn ensure<F, Fut>(&self, create: F) -> Result<(), ModuleError>
-    where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<(), ModuleError>>,
-    {
-        if self.ready.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        let _guard = self.creating.lock().await;
-        if self.ready.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        create().await?;
-        self.ready.store(true, Ordering::Release);
-        Ok(())
-    }
-
-    /// Forgets it: the database said the table is gone, so the next delivery creates it again.
-    pub fn reset(&self) {
-        self.ready.store(false, Ordering::Release);
-    }
-}
-
 fn truncate(name: &str) -> String {
     name.chars().take(MAX_IDENTIFIER).collect()
 }
@@ -995,23 +941,7 @@ mod tests {
     }
 
     #[test]
-    fn identifiers_are_plain_or_refused() {
-        for good in ["events", "_x", "Events_2024", "a"] {
-            check_identifier("t", good).unwrap();
-        }
-        for bad in [
-            "",
-            "2x",
-            "x-y",
-            "x y",
-            "x;drop table y",
-            "x\"",
-            "x`",
-            "é",
-            &"a".repeat(64),
-        ] {
-            assert!(check_identifier("t", bad).is_err(), "{bad}");
-        }
+    fn table_names_may_have_a_schema() {
         assert!(TableName::parse("public.events").is_ok());
         assert!(TableName::parse("a.b.c").is_err());
         assert_eq!(

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod clickhouse;
 mod log;
 #[cfg(feature = "mysql")]
 mod mysql;
