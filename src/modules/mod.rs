@@ -28,6 +28,7 @@ pub mod pipeline;
 pub mod registry;
 pub mod retry;
 
+pub mod activemq;
 pub mod clickhouse;
 mod lenient;
 pub mod log;

@@ -109,6 +109,7 @@ pub const MODULES: &[(&str, Option<&str>)] = &[
 pub fn build(spec: &ModuleSpec<'_>, ctx: &BuildContext) -> Result<Arc<dyn Module>, String> {
     let module: Arc<dyn Module> = match spec.name {
         "log" => Arc::new(super::log::LogModule::build(spec)?),
+        "activemq" => Arc::new(super::activemq::ActivemqModule::build(spec, ctx)?),
         "clickhouse" => Arc::new(super::clickhouse::ClickhouseModule::build(spec, ctx)?),
         #[cfg(feature = "mysql")]
         "mysql" | "mariadb" => Arc::new(super::mysql::MysqlModule::build(spec, ctx)?),

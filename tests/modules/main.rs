@@ -3,6 +3,7 @@
 
 mod support;
 
+mod activemq;
 mod clickhouse;
 mod log;
 #[cfg(feature = "mysql")]
