@@ -53,6 +53,16 @@ pub mod rabbitmq;
 pub mod redis_publish;
 #[cfg(feature = "redis")]
 pub mod redis_rq;
+pub mod activemq;
+pub mod clickhouse;
+mod lenient;
+#[cfg(feature = "mysql")]
+pub mod mysql;
+#[cfg(feature = "postgres")]
+pub mod postgresql;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+mod sql_common;
+mod table;
 
 pub use connections::{Connection, Connections};
 pub use network::NetworkPolicy;

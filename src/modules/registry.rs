@@ -130,6 +130,12 @@ pub fn build(spec: &ModuleSpec<'_>, ctx: &BuildContext) -> Result<Arc<dyn Module
         "kafka" => Arc::new(super::kafka::KafkaModule::build(spec, ctx)?),
         #[cfg(feature = "mqtt")]
         "mqtt" => Arc::new(super::mqtt::MqttModule::build(spec, ctx)?),
+        "activemq" => Arc::new(super::activemq::ActivemqModule::build(spec, ctx)?),
+        "clickhouse" => Arc::new(super::clickhouse::ClickhouseModule::build(spec, ctx)?),
+        #[cfg(feature = "mysql")]
+        "mysql" | "mariadb" => Arc::new(super::mysql::MysqlModule::build(spec, ctx)?),
+        #[cfg(feature = "postgres")]
+        "postgresql" | "postgres" => Arc::new(super::postgresql::PostgresModule::build(spec, ctx)?),
         other => return Err(unavailable(other)),
     };
     Ok(module)

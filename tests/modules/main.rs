@@ -25,3 +25,9 @@ mod rabbitmq;
 mod redis_publish;
 #[cfg(feature = "redis")]
 mod redis_rq;
+mod activemq;
+mod clickhouse;
+#[cfg(feature = "mysql")]
+mod mysql;
+#[cfg(feature = "postgres")]
+mod postgresql;

@@ -1,0 +1,317 @@
+//! The mysql module against the real MariaDB at `WCON_TEST_MYSQL_URL`, every row read back
+//! with an independent sqlx connection.
+
+use serde_json::{Value, json};
+use sqlx::{MySqlPool, Row};
+
+use crate::support::{delivery, module, service, try_module};
+use wcon::modules::{ModuleError, NetworkPolicy};
+
+fn url() -> String {
+    service("WCON_TEST_MYSQL_URL")
+}
+
+fn connection() -> Value {
+    json!({"type": "mysql", "connection_string": url()})
+}
+
+/// A table name no other run or test uses.
+fn table(prefix: &str) -> String {
+    format!("wcon_{prefix}_{:08x}", rand::random::<u32>())
+}
+
+async fn reader() -> MySqlPool {
+    MySqlPool::connect(&url())
+        .await
+        .expect("connecting the test's own reader")
+}
+
+async fn drop_table(db: &MySqlPool, table: &str) {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP TABLE IF EXISTS `{table}`"
+    )))
+    .execute(db)
+    .await
+    .unwrap();
+}
+
+/// A JSON column read back (MariaDB keeps JSON as checked text).
+fn json_of(row: &sqlx::mysql::MySqlRow, column: &str) -> Option<Value> {
+    row.get::<Option<String>, _>(column)
+        .map(|text| serde_json::from_str(&text).unwrap())
+}
+
+#[tokio::test]
+async fn json_mode_stores_one_row_and_a_redelivery_adds_none() {
+    let table = table("my_json");
+    let config = json!({"table": table});
+    let m = module("mysql", config.clone(), Some(connection()));
+    let d = delivery(&json!({"event": "order.paid", "amount": 12.5, "note": "ünïcode ✓"}));
+    m.deliver(&d).await.unwrap();
+    m.deliver(&d).await.unwrap();
+    // A restarted wcon (a new module, the table already there) redelivers it once more.
+    module("mariadb", config, Some(connection()))
+        .deliver(&d)
+        .await
+        .unwrap();
+
+    let db = reader().await;
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT id, webhook_id, `timestamp`, CAST(payload AS CHAR) AS payload, CAST(headers AS CHAR) AS headers, created_at FROM `{table}`"
+    )))
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 1, "a redelivered message must not add a row");
+    let row = &rows[0];
+    assert_eq!(row.get::<String, _>("id"), d.message_id.to_string());
+    assert_eq!(row.get::<String, _>("webhook_id"), "orders");
+    let stored: chrono::NaiveDateTime = row.get("timestamp");
+    assert_eq!(
+        stored.and_utc().timestamp_micros(),
+        d.received_at.timestamp_micros(),
+        "stored in UTC with microseconds"
+    );
+    assert_eq!(json_of(row, "payload").unwrap(), d.payload);
+    assert_eq!(json_of(row, "headers").unwrap()["x-github-event"], "push");
+    assert!(
+        row.get::<Option<chrono::NaiveDateTime>, _>("created_at")
+            .is_some()
+    );
+    drop_table(&db, &table).await;
+}
+
+#[tokio::test]
+async fn relational_mode_maps_payload_fields_to_typed_columns() {
+    let table = table("my_rel");
+    let index = format!("{table}_by_customer");
+    let m = module(
+        "mysql",
+        json!({
+            "table": table,
+            "storage_mode": "relational",
+            "schema": {
+                "fields": {
+                    "order_id": {"type": "varchar(32)", "constraints": "NOT NULL UNIQUE"},
+                    "amount": {"type": "decimal(10,2)"},
+                    "paid": {"type": "boolean"},
+                    "customer.name": {"column": "customer", "type": "varchar(100)"},
+                    "paid_at": {"type": "timestamp"},
+                    "qty": {"type": "integer", "default": 1}
+                },
+                "indexes": {index.clone(): {"columns": ["customer"]}}
+            }
+        }),
+        Some(connection()),
+    );
+    let d = delivery(&json!({
+        "order_id": "A-1", "amount": 19.99, "paid": true,
+        "customer": {"name": "Ann"}, "paid_at": "2024-05-01T10:00:00+02:00"
+    }));
+    m.deliver(&d).await.unwrap();
+
+    let db = reader().await;
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT id, order_id, CAST(amount AS CHAR) AS amount, paid, customer, paid_at, qty FROM `{table}`"
+    )))
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(row.get::<String, _>("id"), d.message_id.to_string());
+    assert_eq!(row.get::<String, _>("order_id"), "A-1");
+    assert_eq!(row.get::<String, _>("amount"), "19.99");
+    assert!(row.get::<bool, _>("paid"));
+    assert_eq!(row.get::<String, _>("customer"), "Ann");
+    let paid_at: chrono::NaiveDateTime = row.get("paid_at");
+    assert_eq!(paid_at.to_string(), "2024-05-01 08:00:00", "stored in UTC");
+    assert_eq!(
+        row.get::<i32, _>("qty"),
+        1,
+        "an absent field takes its default"
+    );
+    let columns: Vec<String> = sqlx::query_scalar(
+        "SELECT CAST(column_name AS CHAR) FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = ?",
+    )
+    .bind(&table)
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    assert!(
+        !columns.iter().any(|c| c == "payload"),
+        "relational mode keeps no payload column: {columns:?}"
+    );
+    let indexes: Vec<String> = sqlx::query_scalar(
+        "SELECT CAST(index_name AS CHAR) FROM information_schema.statistics WHERE table_schema = DATABASE() AND table_name = ?",
+    )
+    .bind(&table)
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    assert!(
+        indexes.contains(&index),
+        "schema.indexes are created: {indexes:?}"
+    );
+
+    // A value the column cannot hold is refused for good, never stored truncated or as 0.
+    let err = m
+        .deliver(&delivery(&json!({"order_id": "A-2", "qty": "many"})))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ModuleError::Rejected(m) if m.contains("qty")),
+        "{err:?}"
+    );
+    let err = m
+        .deliver(&delivery(&json!({"order_id": "x".repeat(40)})))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ModuleError::Rejected(_)), "{err:?}");
+    let err = m
+        .deliver(&delivery(&json!({"amount": 1})))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ModuleError::Rejected(_)), "{err:?}");
+    // So is a second message with the same UNIQUE value: only the message id is idempotent.
+    let err = m
+        .deliver(&delivery(&json!({"order_id": "A-1"})))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ModuleError::Rejected(m) if m.contains("Duplicate")),
+        "{err:?}"
+    );
+    let count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT COUNT(*) FROM `{table}`"
+    )))
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(count, 1);
+    drop_table(&db, &table).await;
+}
+
+#[tokio::test]
+async fn hybrid_mode_keeps_mapped_columns_and_the_whole_payload() {
+    let table = table("my_hyb");
+    let m = module(
+        "mysql",
+        json!({
+            "table": table,
+            "storage_mode": "hybrid",
+            "include_headers": false,
+            "include_timestamp": false,
+            "schema": {"fields": {"event": {"column": "event_type", "type": "varchar(50)"}}}
+        }),
+        Some(connection()),
+    );
+    let d = delivery(&json!({"event": "push", "repo": {"name": "wcon"}}));
+    m.deliver(&d).await.unwrap();
+    m.deliver(&d).await.unwrap();
+
+    let db = reader().await;
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT event_type, CAST(payload AS CHAR) AS payload, CAST(headers AS CHAR) AS headers, `timestamp` FROM `{table}`"
+    )))
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].get::<String, _>("event_type"), "push");
+    assert_eq!(json_of(&rows[0], "payload").unwrap(), d.payload);
+    assert_eq!(json_of(&rows[0], "headers"), None);
+    assert_eq!(
+        rows[0].get::<Option<chrono::NaiveDateTime>, _>("timestamp"),
+        None
+    );
+    drop_table(&db, &table).await;
+}
+
+#[tokio::test]
+async fn upsert_updates_the_row_with_the_same_key() {
+    let table = table("my_ups");
+    let m = module(
+        "mysql",
+        json!({
+            "table": table,
+            "storage_mode": "hybrid",
+            "upsert": true,
+            "upsert_key": "order_id",
+            "schema": {"fields": {
+                "order_id": {"type": "varchar(32)"},
+                "status": {"type": "text"}
+            }}
+        }),
+        Some(connection()),
+    );
+    let first = delivery(&json!({"order_id": "B-7", "status": "created"}));
+    let second = delivery(&json!({"order_id": "B-7", "status": "shipped"}));
+    m.deliver(&first).await.unwrap();
+    m.deliver(&second).await.unwrap();
+    m.deliver(&second).await.unwrap();
+
+    let db = reader().await;
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT id, status, CAST(payload AS CHAR) AS payload FROM `{table}` WHERE order_id = 'B-7'"
+    )))
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 1, "the second delivery updates, not inserts");
+    assert_eq!(rows[0].get::<String, _>("status"), "shipped");
+    assert_eq!(
+        rows[0].get::<String, _>("id"),
+        second.message_id.to_string()
+    );
+    assert_eq!(json_of(&rows[0], "payload").unwrap(), second.payload);
+    drop_table(&db, &table).await;
+}
+
+#[tokio::test]
+async fn bad_identifiers_types_and_keys_are_refused_when_built() {
+    let build = |config: Value| {
+        try_module("mysql", config, Some(connection()), NetworkPolicy::Tunnel).unwrap_err()
+    };
+    let err = build(json!({"table": "events`; DROP TABLE users; --"}));
+    assert!(err.contains("not a valid SQL identifier"), "{err}");
+    let err = build(json!({
+        "storage_mode": "relational",
+        "schema": {"fields": {"a": {"type": "varchar(10)"}}, "indexes": {"i; x": {"columns": ["a"]}}}
+    }));
+    assert!(err.contains("not a valid SQL identifier"), "{err}");
+    let err = build(json!({
+        "storage_mode": "hybrid", "upsert": true, "upsert_key": "a",
+        "schema": {"fields": {"a": {"type": "text"}}}
+    }));
+    assert!(err.contains("varchar(n)"), "{err}");
+    let err = build(json!({"storage_mod": "json"}));
+    assert!(err.contains("storage_mod"), "{err}");
+    let err = try_module(
+        "mysql",
+        json!({}),
+        Some(json!({"type": "postgresql", "host": "db"})),
+        NetworkPolicy::Tunnel,
+    )
+    .unwrap_err();
+    assert!(err.contains("needs type mysql"), "{err}");
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_retryable() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let m = module(
+        "mysql",
+        json!({}),
+        Some(
+            json!({"type": "mysql", "host": "127.0.0.1", "port": port.to_string(), "password": "hunter22"}),
+        ),
+    );
+    let started = std::time::Instant::now();
+    let err = m.deliver(&delivery(&json!({"a": 1}))).await.unwrap_err();
+    assert!(err.is_retryable(), "{err:?}");
+    assert!(err.to_string().contains(&port.to_string()), "{err}");
+    assert!(!err.to_string().contains("hunter22"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(15));
+}
