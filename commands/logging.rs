@@ -39,6 +39,10 @@ pub fn init(args: &Args, quiet_by_default: bool) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(
+            std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os("NO_COLOR").is_none(),
+        )
         .with_target(false);
     match args.log_format {
         Format::Text => builder.init(),

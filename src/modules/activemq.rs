@@ -31,8 +31,8 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::lenient;
 use super::registry::{BuildContext, ModuleSpec};
+use super::settings;
 use super::{Connections, Delivery, Module, ModuleError};
 use crate::secret::Secret;
 
@@ -100,7 +100,7 @@ enum DestinationType {
 struct ActivemqConnectionConfig {
     #[serde(default = "default_host")]
     host: String,
-    #[serde(default = "default_port", deserialize_with = "lenient::number")]
+    #[serde(default = "default_port", deserialize_with = "settings::number")]
     port: u16,
     #[serde(default)]
     user: Option<String>,

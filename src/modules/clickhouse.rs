@@ -28,8 +28,8 @@ use serde::Deserialize;
 use serde_json::json;
 use url::Url;
 
-use super::lenient::{self, defaults::yes};
 use super::registry::{BuildContext, ModuleSpec};
+use super::settings::{self, defaults::yes};
 use super::table::{TableReady, check_identifier};
 use super::{Connections, Delivery, Module, ModuleError, headers_json};
 use crate::secret::Secret;
@@ -52,9 +52,9 @@ const PERMANENT_CODES: &[u32] = &[16, 26, 27, 38, 41, 47, 53, 62, 72, 117];
 struct ClickhouseConfig {
     #[serde(default = "default_table")]
     table: String,
-    #[serde(default = "yes", deserialize_with = "lenient::flag")]
+    #[serde(default = "yes", deserialize_with = "settings::flag")]
     include_headers: bool,
-    #[serde(default = "yes", deserialize_with = "lenient::flag")]
+    #[serde(default = "yes", deserialize_with = "settings::flag")]
     include_timestamp: bool,
 }
 
@@ -69,7 +69,7 @@ struct ClickhouseConnectionConfig {
     url: Option<Url>,
     #[serde(default)]
     host: Option<String>,
-    #[serde(default, deserialize_with = "lenient::optional_number")]
+    #[serde(default, deserialize_with = "settings::optional_number")]
     port: Option<u16>,
     #[serde(default = "default_name")]
     database: String,

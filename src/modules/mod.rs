@@ -29,40 +29,39 @@ pub mod registry;
 pub mod retry;
 pub mod settings;
 
+pub mod activemq;
 #[cfg(feature = "aws")]
 mod aws;
 #[cfg(feature = "aws")]
 pub mod aws_sqs;
+pub mod clickhouse;
 #[cfg(feature = "gcp")]
 pub mod gcp_pubsub;
 pub mod http_webhook;
-pub mod log;
-#[cfg(feature = "aws")]
-pub mod s3;
-pub mod save_to_disk;
-pub mod websocket;
-#[cfg(feature = "zeromq")]
-pub mod zeromq;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+pub mod log;
 #[cfg(feature = "mqtt")]
 pub mod mqtt;
+#[cfg(feature = "mysql")]
+pub mod mysql;
+#[cfg(feature = "postgres")]
+pub mod postgresql;
 #[cfg(feature = "rabbitmq")]
 pub mod rabbitmq;
 #[cfg(feature = "redis")]
 pub mod redis_publish;
 #[cfg(feature = "redis")]
 pub mod redis_rq;
-pub mod activemq;
-pub mod clickhouse;
-mod lenient;
-#[cfg(feature = "mysql")]
-pub mod mysql;
-#[cfg(feature = "postgres")]
-pub mod postgresql;
+#[cfg(feature = "aws")]
+pub mod s3;
+pub mod save_to_disk;
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 mod sql_common;
 mod table;
+pub mod websocket;
+#[cfg(feature = "zeromq")]
+pub mod zeromq;
 
 pub use connections::{Connection, Connections};
 pub use network::NetworkPolicy;
@@ -194,9 +193,17 @@ impl ModuleError {
 
     /// Prefixes the message with where it happened, keeping the kind.
     pub fn context(self, what: impl fmt::Display) -> Self {
+        let prefix = format!("{what}: ");
+        let with = |m: String| {
+            if m.starts_with(&prefix) {
+                m
+            } else {
+                format!("{prefix}{m}")
+            }
+        };
         match self {
-            Self::Retryable(m) => Self::Retryable(format!("{what}: {m}")),
-            Self::Rejected(m) => Self::Rejected(format!("{what}: {m}")),
+            Self::Retryable(m) => Self::Retryable(with(m)),
+            Self::Rejected(m) => Self::Rejected(with(m)),
         }
     }
 }

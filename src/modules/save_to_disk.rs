@@ -74,7 +74,7 @@ impl SaveToDisk {
             }
         }
         let module = Self {
-            dir: base_dir.join(relative),
+            dir: base_dir.join(relative).components().collect(),
             base_dir,
         };
         // Where both exist already, a symlink that leads out is refused now rather than at

@@ -52,13 +52,26 @@ pub fn flag<'de, D: Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error
     }
     match Raw::deserialize(deserializer)? {
         Raw::Bool(b) => Ok(b),
-        Raw::Text(s) => match s.trim().to_ascii_lowercase().as_str() {
-            "true" | "1" | "yes" => Ok(true),
-            "false" | "0" | "no" | "" => Ok(false),
-            _ => Err(serde::de::Error::custom(format!(
-                "expected true or false, got `{s}`"
-            ))),
-        },
+        Raw::Text(s) => parse_flag(&s)
+            .ok_or_else(|| serde::de::Error::custom(format!("expected true or false, got `{s}`"))),
+    }
+}
+
+/// `true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off` in any case; an empty string is false
+/// (an unset `{$VAR:}`).
+pub fn parse_flag(s: &str) -> Option<bool> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" | "" => Some(false),
+        _ => None,
+    }
+}
+
+/// The defaults of `#[serde(default = "…")]` that several modules share.
+pub mod defaults {
+    /// `true`.
+    pub fn yes() -> bool {
+        true
     }
 }
 

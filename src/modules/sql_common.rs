@@ -20,7 +20,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::lenient::{self, defaults::yes};
+use super::settings::{self, defaults::yes};
 use super::table::{MAX_IDENTIFIER, check_identifier};
 use super::{Delivery, headers_json};
 use crate::secret::Secret;
@@ -64,13 +64,13 @@ pub struct SqlModuleConfig {
     table: String,
     #[serde(default)]
     storage_mode: StorageMode,
-    #[serde(default, deserialize_with = "lenient::flag")]
+    #[serde(default, deserialize_with = "settings::flag")]
     upsert: bool,
     #[serde(default = "default_upsert_key")]
     upsert_key: String,
-    #[serde(default = "yes", deserialize_with = "lenient::flag")]
+    #[serde(default = "yes", deserialize_with = "settings::flag")]
     include_headers: bool,
-    #[serde(default = "yes", deserialize_with = "lenient::flag")]
+    #[serde(default = "yes", deserialize_with = "settings::flag")]
     include_timestamp: bool,
     #[serde(default)]
     schema: SchemaConfig,
@@ -134,7 +134,7 @@ enum OneOrMany {
 #[serde(deny_unknown_fields)]
 struct IndexConfig {
     columns: Vec<String>,
-    #[serde(default, deserialize_with = "lenient::flag")]
+    #[serde(default, deserialize_with = "settings::flag")]
     unique: bool,
 }
 
@@ -152,7 +152,7 @@ pub struct SqlConnectionConfig {
     #[serde(default)]
     pub host: Option<String>,
     /// Server port.
-    #[serde(default, deserialize_with = "lenient::optional_number")]
+    #[serde(default, deserialize_with = "settings::optional_number")]
     pub port: Option<u16>,
     /// Database name.
     #[serde(default)]
@@ -177,10 +177,10 @@ pub struct SqlConnectionConfig {
     #[serde(default)]
     pub ssl_key: Option<PathBuf>,
     /// Connections the pool keeps open.
-    #[serde(default = "default_pool_min", deserialize_with = "lenient::number")]
+    #[serde(default = "default_pool_min", deserialize_with = "settings::number")]
     pub pool_min_size: u32,
     /// Connections the pool opens at most.
-    #[serde(default = "default_pool_max", deserialize_with = "lenient::number")]
+    #[serde(default = "default_pool_max", deserialize_with = "settings::number")]
     pub pool_max_size: u32,
 }
 
@@ -238,7 +238,7 @@ impl SqlConnectionConfig {
             None | Some(Value::Null) => Ok(SslChoice::Default),
             Some(Value::Bool(true)) => Ok(SslChoice::On),
             Some(Value::Bool(false)) => Ok(SslChoice::Off),
-            Some(Value::String(s)) => Ok(match lenient::parse_flag(s) {
+            Some(Value::String(s)) => Ok(match settings::parse_flag(s) {
                 Some(true) => SslChoice::On,
                 Some(false) => SslChoice::Off,
                 None => SslChoice::Mode(s.trim().to_ascii_lowercase()),
@@ -459,7 +459,7 @@ impl ColumnType {
             }
             Self::Boolean => match value {
                 Value::Bool(b) => Ok(SqlValue::Bool(*b)),
-                Value::String(s) => lenient::parse_flag(s)
+                Value::String(s) => settings::parse_flag(s)
                     .map(SqlValue::Bool)
                     .ok_or_else(|| "expected true or false".into()),
                 Value::Number(n) if n.as_i64() == Some(0) => Ok(SqlValue::Bool(false)),

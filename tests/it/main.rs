@@ -5,6 +5,8 @@ mod errors;
 mod faults;
 mod frames;
 mod hardening;
+#[cfg(all(feature = "postgres", feature = "kafka"))]
+mod module_e2e;
 mod modules;
 mod relay;
 mod support;

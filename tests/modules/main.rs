@@ -3,31 +3,31 @@
 
 mod support;
 
+mod activemq;
 #[cfg(feature = "aws")]
 mod aws_sqs;
+mod clickhouse;
 #[cfg(feature = "gcp")]
 mod gcp_pubsub;
 mod http_webhook;
-mod log;
-#[cfg(feature = "aws")]
-mod s3;
-mod save_to_disk;
-mod websocket;
-#[cfg(feature = "zeromq")]
-mod zeromq;
 #[cfg(feature = "kafka")]
 mod kafka;
+mod log;
 #[cfg(feature = "mqtt")]
 mod mqtt;
+#[cfg(feature = "mysql")]
+mod mysql;
+#[cfg(feature = "postgres")]
+mod postgresql;
 #[cfg(feature = "rabbitmq")]
 mod rabbitmq;
 #[cfg(feature = "redis")]
 mod redis_publish;
 #[cfg(feature = "redis")]
 mod redis_rq;
-mod activemq;
-mod clickhouse;
-#[cfg(feature = "mysql")]
-mod mysql;
-#[cfg(feature = "postgres")]
-mod postgresql;
+#[cfg(feature = "aws")]
+mod s3;
+mod save_to_disk;
+mod websocket;
+#[cfg(feature = "zeromq")]
+mod zeromq;

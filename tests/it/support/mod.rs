@@ -427,6 +427,11 @@ impl Wcon {
         Self::spawn(args, &[], Path::new("."))
     }
 
+    /// Any `wcon ARGS` in the background, in `cwd`, with extra environment variables.
+    pub fn run_background_in_env(args: &[&str], cwd: &Path, envs: &[(&str, &str)]) -> Self {
+        Self::spawn(args, envs, cwd)
+    }
+
     /// Any `wcon ARGS` in the background, in `cwd`.
     pub fn run_background_in(args: &[&str], cwd: &Path) -> Self {
         Self::spawn(args, &[], cwd)
