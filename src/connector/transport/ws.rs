@@ -22,6 +22,9 @@ use crate::time::now_rfc3339;
 
 /// How often the connector sends its own heartbeat.
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(20);
+/// Most frames written before one flush.
+const MAX_BATCH: usize = 64;
+
 /// Longest wait for deliveries in progress when shutting down.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -121,8 +124,18 @@ where
             tokio::select! {
                 frame = out_rx.recv() => match frame {
                     Some(frame) => {
-                        let text = serde_json::to_string(&frame).expect("frames always serialise");
-                        if sink.send(WsMessage::Text(text.into())).await.is_err() { return sink; }
+                        // Write this ack and any others already waiting, then flush once.
+                        let mut next = Some(frame);
+                        let mut written = 0;
+                        while let Some(frame) = next.take() {
+                            let text = serde_json::to_string(&frame).expect("frames always serialise");
+                            if sink.feed(WsMessage::Text(text.into())).await.is_err() { return sink; }
+                            written += 1;
+                            if written < MAX_BATCH {
+                                next = out_rx.try_recv().ok();
+                            }
+                        }
+                        if sink.flush().await.is_err() { return sink; }
                     }
                     None => return sink,
                 },
