@@ -1,5 +1,6 @@
 //! Integration tests: the real `wcon` binary, a real local HTTP target, real sockets.
 
+mod admin;
 mod auth;
 mod errors;
 mod faults;
