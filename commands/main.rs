@@ -5,6 +5,7 @@
 
 mod admin_client;
 mod channels;
+mod completions;
 mod dlq;
 mod logging;
 mod serve;
@@ -34,6 +35,8 @@ enum Command {
     Channels(channels::Args),
     /// List, show, replay and purge dead letters of a running server (admin API).
     Dlq(dlq::Args),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
+    Completions(completions::Args),
 }
 
 /// A failure with the exit code it deserves.
@@ -78,6 +81,7 @@ fn main() -> ExitCode {
             Command::Tunnel(args) => tunnel::run(args).await,
             Command::Channels(args) => channels::run(args).await,
             Command::Dlq(args) => dlq::run(args).await,
+            Command::Completions(args) => completions::run(args).await,
         }
     });
     // Do not wait for blocking tasks (e.g. a stdin reader) on the way out.

@@ -3,6 +3,7 @@
 mod admin;
 mod auth;
 mod cli;
+mod completions;
 mod errors;
 mod faults;
 mod frames;
