@@ -1,7 +1,12 @@
 //! The `wcon` binary: parses the command line and runs one subcommand.
 //!
-//! Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
+//! Exit codes: 0 success, 1 runtime failure (e.g. the server cannot be reached or refused the
+//! request), 2 usage or configuration error (including a refused confirmation without a terminal).
 
+mod admin_client;
+mod channels;
+mod completions;
+mod dlq;
 mod logging;
 mod serve;
 mod tunnel;
@@ -26,6 +31,12 @@ enum Command {
     Serve(serve::Args),
     /// Connect out to a receiver and deliver a channel's webhooks to a local app.
     Tunnel(tunnel::Args),
+    /// Inspect relay channels of a running server (admin API).
+    Channels(channels::Args),
+    /// List, show, replay and purge dead letters of a running server (admin API).
+    Dlq(dlq::Args),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
+    Completions(completions::Args),
 }
 
 /// A failure with the exit code it deserves.
@@ -68,6 +79,9 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
             Command::Tunnel(args) => tunnel::run(args).await,
+            Command::Channels(args) => channels::run(args).await,
+            Command::Dlq(args) => dlq::run(args).await,
+            Command::Completions(args) => completions::run(args).await,
         }
     });
     // Do not wait for blocking tasks (e.g. a stdin reader) on the way out.

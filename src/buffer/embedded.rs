@@ -19,8 +19,8 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Buffer, BufferError, BufferStats, ChannelSettings, DeadLetter, DeadReason, NackOutcome,
-    NewMessage, Stored,
+    Buffer, BufferError, BufferStats, ChannelSettings, DeadLetter, DeadReason, DeadSelection,
+    InFlight, NackOutcome, NewMessage, Stored,
 };
 use crate::message::{Message, MessageMeta, decode_meta};
 use crate::protocol::{ChannelName, ConnectionId, MessageId};
@@ -43,6 +43,8 @@ struct Inner {
     channels: Mutex<HashMap<ChannelName, Arc<Channel>>>,
     writer: mpsc::UnboundedSender<WriteJob>,
     stop: CancellationToken,
+    /// Serialises dead-letter replays and purges so that one dead letter is moved only once.
+    dead_admin: tokio::sync::Mutex<()>,
 }
 
 #[derive(Clone)]
@@ -112,6 +114,7 @@ enum Op {
 #[derive(Clone, Copy)]
 enum Space {
     Messages,
+    Dead,
     Meta,
 }
 
@@ -195,6 +198,7 @@ impl Embedded {
             channels: Mutex::new(HashMap::new()),
             writer,
             stop: CancellationToken::new(),
+            dead_admin: tokio::sync::Mutex::new(()),
         });
         tokio::spawn(sweep(Arc::downgrade(&inner), inner.stop.clone()));
         Ok(Self { inner })
@@ -294,6 +298,25 @@ impl Embedded {
         ]
     }
 
+    /// The dead letters of a channel that `selection` picks, with their storage keys, in
+    /// sequence order. Call after a flush so that queued burials are visible.
+    fn select_dead(
+        &self,
+        name: &ChannelName,
+        selection: &DeadSelection,
+    ) -> Result<Vec<(Vec<u8>, DeadLetter)>, BufferError> {
+        let mut out = Vec::new();
+        for item in self.inner.store.dead.prefix(channel_prefix(name)) {
+            let (key, value) = item.into_inner().map_err(storage)?;
+            if let Some(dead) = decode_dead(&value)
+                && selection.matches(&dead)
+            {
+                out.push((key.to_vec(), dead));
+            }
+        }
+        Ok(out)
+    }
+
     fn read_body(
         &self,
         channel: &ChannelName,
@@ -350,6 +373,7 @@ fn apply_group(
     let mut batch = store.db.batch();
     let space = |s: Space| match s {
         Space::Messages => &store.messages,
+        Space::Dead => &store.dead,
         Space::Meta => &store.meta,
     };
     for op in group.iter().flat_map(|j| &j.ops) {
@@ -827,6 +851,109 @@ impl Buffer for Embedded {
             .collect())
     }
 
+    async fn in_flight(
+        &self,
+        name: &ChannelName,
+        limit: usize,
+    ) -> Result<Vec<InFlight>, BufferError> {
+        let channel = self.channel(name)?;
+        let q = channel.queue.lock().expect("queue lock");
+        let mut leases: Vec<InFlight> = q
+            .in_flight
+            .values()
+            .map(|l| InFlight {
+                meta: l.meta.clone(),
+                connection: l.connection.clone(),
+            })
+            .collect();
+        leases.sort_by_key(|l| l.meta.sequence);
+        leases.truncate(limit);
+        Ok(leases)
+    }
+
+    async fn dead_letter(
+        &self,
+        name: &ChannelName,
+        id: &MessageId,
+    ) -> Result<Option<DeadLetter>, BufferError> {
+        self.channel(name)?;
+        self.write(Vec::new()).await?;
+        let selection = DeadSelection::Ids(vec![id.clone()]);
+        Ok(self
+            .select_dead(name, &selection)?
+            .into_iter()
+            .next()
+            .map(|(_, d)| d))
+    }
+
+    async fn replay_dead(
+        &self,
+        name: &ChannelName,
+        selection: &DeadSelection,
+    ) -> Result<Vec<MessageId>, BufferError> {
+        let channel = self.channel(name)?;
+        let ttl = channel.settings.lock().expect("settings lock").ttl;
+        let _one_at_a_time = self.inner.dead_admin.lock().await;
+        self.write(Vec::new()).await?;
+        let selected = self.select_dead(name, selection)?;
+        if selected.is_empty() {
+            return Ok(Vec::new());
+        }
+        // A replayed message gets a fresh time to live, or an expired one would be buried
+        // again at the next sweep.
+        let fresh = Utc::now()
+            .checked_add_signed(chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        let mut ops = Vec::with_capacity(selected.len() * 3);
+        let mut metas = Vec::with_capacity(selected.len());
+        for (key, dead) in selected {
+            let mut message = dead.message;
+            message.delivery_count = 0;
+            message.expires_at = message.expires_at.max(fresh);
+            ops.push(Op::Delete(Space::Dead, key.clone()));
+            ops.push(Op::Put(Space::Messages, key, message.encode()));
+            ops.push(Op::Delete(
+                Space::Meta,
+                attempts_key(name, message.sequence),
+            ));
+            metas.push(message.meta());
+        }
+        self.write(ops).await?;
+        let ids = metas.iter().map(|m| m.id.clone()).collect();
+        {
+            let mut q = channel.queue.lock().expect("queue lock");
+            q.dead_count = q.dead_count.saturating_sub(metas.len() as u64);
+            for meta in metas {
+                q.ready.insert(meta.sequence, meta);
+            }
+        }
+        channel.notify.notify_waiters();
+        Ok(ids)
+    }
+
+    async fn purge_dead(
+        &self,
+        name: &ChannelName,
+        selection: &DeadSelection,
+    ) -> Result<Vec<MessageId>, BufferError> {
+        let channel = self.channel(name)?;
+        let _one_at_a_time = self.inner.dead_admin.lock().await;
+        self.write(Vec::new()).await?;
+        let selected = self.select_dead(name, selection)?;
+        if selected.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<MessageId> = selected.iter().map(|(_, d)| d.message.id.clone()).collect();
+        let ops = selected
+            .into_iter()
+            .map(|(key, _)| Op::Delete(Space::Dead, key))
+            .collect();
+        self.write(ops).await?;
+        let mut q = channel.queue.lock().expect("queue lock");
+        q.dead_count = q.dead_count.saturating_sub(ids.len() as u64);
+        Ok(ids)
+    }
+
     async fn healthy(&self) -> bool {
         !self.inner.stop.is_cancelled() && self.write(Vec::new()).await.is_ok()
     }
@@ -1030,6 +1157,126 @@ mod tests {
         }
         let dead = b.dead_letters(&t, 10, 0).await.unwrap();
         assert_eq!(dead[0].reason, DeadReason::Expired);
+    }
+
+    /// Dead-letters one message per body (nack without retry) and returns their ids.
+    async fn bury_all(b: &Embedded, bodies: &[&'static [u8]]) -> Vec<MessageId> {
+        let (ch, conn): (ChannelName, ConnectionId) = ("c".into(), "k".into());
+        let mut ids = Vec::new();
+        for body in bodies {
+            b.enqueue(new("c", body)).await.unwrap();
+            let m = b.next(&ch, &conn, 10).await.unwrap();
+            b.nack(&ch, &conn, &m.id, false, Some("target answered 400".into()))
+                .await
+                .unwrap();
+            ids.push(m.id);
+        }
+        ids
+    }
+
+    #[tokio::test]
+    async fn replay_requeues_with_attempts_reset_and_survives_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let ch: ChannelName = "c".into();
+        let ids = {
+            let b = open(dir.path(), settings("c")).await;
+            let ids = bury_all(&b, &[b"a", b"b"]).await;
+            let detail = b.dead_letter(&ch, &ids[1]).await.unwrap().unwrap();
+            assert_eq!(
+                (&detail.message.body[..], detail.error.as_deref()),
+                (&b"b"[..], Some("target answered 400"))
+            );
+            assert!(b.dead_letter(&ch, &"msg_0".into()).await.unwrap().is_none());
+            let replayed = b
+                .replay_dead(
+                    &ch,
+                    &DeadSelection::Ids(vec![ids[1].clone(), "msg_0".into()]),
+                )
+                .await
+                .unwrap();
+            assert_eq!(replayed, vec![ids[1].clone()], "unknown ids are skipped");
+            let stats = b.stats(&ch).await.unwrap();
+            assert_eq!(
+                (stats.messages_queued, stats.messages_dead_lettered),
+                (1, 1)
+            );
+            b.close().await;
+            ids
+        };
+        let b = open(dir.path(), settings("c")).await;
+        let stats = b.stats(&ch).await.unwrap();
+        assert_eq!(
+            (stats.messages_queued, stats.messages_dead_lettered),
+            (1, 1),
+            "the replay is durable"
+        );
+        let m = b.next(&ch, &"k".into(), 10).await.unwrap();
+        assert_eq!((m.id.clone(), &m.body[..]), (ids[1].clone(), &b"b"[..]));
+        assert_eq!(m.delivery_count, 1, "attempts start again from zero");
+        let dead = b.dead_letters(&ch, 10, 0).await.unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].message.id, ids[0]);
+    }
+
+    #[tokio::test]
+    async fn replay_all_and_by_time_and_in_flight_listing() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = open(dir.path(), settings("c")).await;
+        let ch: ChannelName = "c".into();
+        let before = Utc::now();
+        bury_all(&b, &[b"a", b"b"]).await;
+        let future = DeadSelection::Between {
+            since: Some(Utc::now() + chrono::Duration::hours(1)),
+            until: None,
+        };
+        assert!(b.replay_dead(&ch, &future).await.unwrap().is_empty());
+        let window = DeadSelection::Between {
+            since: Some(before),
+            until: Some(Utc::now() + chrono::Duration::seconds(1)),
+        };
+        assert_eq!(b.replay_dead(&ch, &window).await.unwrap().len(), 2);
+        assert!(
+            b.replay_dead(&ch, &DeadSelection::All)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let m = b.next(&ch, &"k".into(), 10).await.unwrap();
+        let leased = b.in_flight(&ch, 10).await.unwrap();
+        assert_eq!(leased.len(), 1);
+        assert_eq!(
+            (&leased[0].meta.id, leased[0].connection.as_str()),
+            (&m.id, "k")
+        );
+        assert_eq!(b.queued(&ch, 10).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn purge_deletes_for_good() {
+        let dir = tempfile::tempdir().unwrap();
+        let ch: ChannelName = "c".into();
+        {
+            let b = open(dir.path(), settings("c")).await;
+            let ids = bury_all(&b, &[b"a", b"b", b"c"]).await;
+            let purged = b
+                .purge_dead(&ch, &DeadSelection::Ids(vec![ids[0].clone()]))
+                .await
+                .unwrap();
+            assert_eq!(purged, vec![ids[0].clone()]);
+            assert_eq!(b.stats(&ch).await.unwrap().messages_dead_lettered, 2);
+            assert_eq!(
+                b.purge_dead(&ch, &DeadSelection::All).await.unwrap().len(),
+                2
+            );
+            b.close().await;
+        }
+        let b = open(dir.path(), settings("c")).await;
+        assert!(b.dead_letters(&ch, 10, 0).await.unwrap().is_empty());
+        let stats = b.stats(&ch).await.unwrap();
+        assert_eq!(
+            (stats.messages_dead_lettered, stats.messages_queued),
+            (0, 0)
+        );
     }
 
     #[tokio::test]

@@ -118,6 +118,45 @@ pub struct DeadLetter {
     pub dead_lettered_at: DateTime<Utc>,
 }
 
+/// A message leased to a connection, as the admin API lists it.
+#[derive(Debug, Clone)]
+pub struct InFlight {
+    /// The message, without its body.
+    pub meta: MessageMeta,
+    /// The connection holding the lease.
+    pub connection: ConnectionId,
+}
+
+/// Which dead letters an admin operation (replay, purge) applies to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DeadSelection {
+    /// These messages; ids that are not dead letters of the channel are skipped.
+    Ids(Vec<MessageId>),
+    /// Every dead letter of the channel.
+    All,
+    /// Those dead-lettered in `[since, until)`; an open end is unbounded.
+    Between {
+        /// Inclusive lower bound on `dead_lettered_at`.
+        since: Option<DateTime<Utc>>,
+        /// Exclusive upper bound on `dead_lettered_at`.
+        until: Option<DateTime<Utc>>,
+    },
+}
+
+impl DeadSelection {
+    /// Whether `dead` is selected.
+    pub fn matches(&self, dead: &DeadLetter) -> bool {
+        match self {
+            Self::Ids(ids) => ids.contains(&dead.message.id),
+            Self::All => true,
+            Self::Between { since, until } => {
+                since.is_none_or(|s| dead.dead_lettered_at >= s)
+                    && until.is_none_or(|u| dead.dead_lettered_at < u)
+            }
+        }
+    }
+}
+
 /// Counts of one channel, as the admin API shows them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BufferStats {
@@ -212,6 +251,36 @@ pub trait Buffer: Send + Sync + 'static {
         channel: &ChannelName,
         limit: usize,
     ) -> Result<Vec<MessageMeta>, BufferError>;
+
+    /// Metadata of messages in flight and who holds them, oldest first.
+    async fn in_flight(
+        &self,
+        channel: &ChannelName,
+        limit: usize,
+    ) -> Result<Vec<InFlight>, BufferError>;
+
+    /// One dead letter, body included; `None` when it is not a dead letter of the channel.
+    async fn dead_letter(
+        &self,
+        channel: &ChannelName,
+        id: &MessageId,
+    ) -> Result<Option<DeadLetter>, BufferError>;
+
+    /// Moves the selected dead letters back to the queue with their attempts reset to 0, in
+    /// sequence order, regardless of `max_queue_size` (an operator asked for it). Returns the
+    /// ids replayed; they are durable in the queue when this returns.
+    async fn replay_dead(
+        &self,
+        channel: &ChannelName,
+        selection: &DeadSelection,
+    ) -> Result<Vec<MessageId>, BufferError>;
+
+    /// Deletes the selected dead letters for good. Returns the ids deleted.
+    async fn purge_dead(
+        &self,
+        channel: &ChannelName,
+        selection: &DeadSelection,
+    ) -> Result<Vec<MessageId>, BufferError>;
 
     /// Whether the backend is reachable and writable.
     async fn healthy(&self) -> bool;

@@ -1,6 +1,9 @@
 //! Integration tests: the real `wcon` binary, a real local HTTP target, real sockets.
 
+mod admin;
 mod auth;
+mod cli;
+mod completions;
 mod errors;
 mod faults;
 mod frames;

@@ -1,0 +1,331 @@
+
+using namespace System.Management.Automation
+using namespace System.Management.Automation.Language
+
+Register-ArgumentCompleter -Native -CommandName 'wcon' -ScriptBlock {
+    param($wordToComplete, $commandAst, $cursorPosition)
+
+    $commandElements = $commandAst.CommandElements
+    $command = @(
+        'wcon'
+        for ($i = 1; $i -lt $commandElements.Count; $i++) {
+            $element = $commandElements[$i]
+            if ($element -isnot [StringConstantExpressionAst] -or
+                $element.StringConstantType -ne [StringConstantType]::BareWord -or
+                $element.Value.StartsWith('-') -or
+                $element.Value -eq $wordToComplete) {
+                break
+        }
+        $element.Value
+    }) -join ';'
+
+    $completions = @(switch ($command) {
+        'wcon' {
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run the public receiver: accept webhooks, store them durably, stream them to connectors')
+            [CompletionResult]::new('tunnel', 'tunnel', [CompletionResultType]::ParameterValue, 'Connect out to a receiver and deliver a channel''s webhooks to a local app')
+            [CompletionResult]::new('channels', 'channels', [CompletionResultType]::ParameterValue, 'Inspect relay channels of a running server (admin API)')
+            [CompletionResult]::new('dlq', 'dlq', [CompletionResultType]::ParameterValue, 'List, show, replay and purge dead letters of a running server (admin API)')
+            [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script (bash, zsh, fish, powershell, elvish)')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'wcon;serve' {
+            [CompletionResult]::new('--listen', '--listen', [CompletionResultType]::ParameterName, 'Address to listen on')
+            [CompletionResult]::new('--config-dir', '--config-dir', [CompletionResultType]::ParameterName, 'Directory holding webhooks.json and connections.json')
+            [CompletionResult]::new('--webhooks', '--webhooks', [CompletionResultType]::ParameterName, 'webhooks.json to read (default: DIR/webhooks.json)')
+            [CompletionResult]::new('--connections', '--connections', [CompletionResultType]::ParameterName, 'connections.json to read (default: DIR/connections.json, optional)')
+            [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Where the embedded buffer keeps its data (default: the platform data directory)')
+            [CompletionResult]::new('--max-body-bytes', '--max-body-bytes', [CompletionResultType]::ParameterName, 'Body limit in bytes of webhooks that set no `max_body_bytes`')
+            [CompletionResult]::new('--cors-origin', '--cors-origin', [CompletionResultType]::ParameterName, 'Browser origin allowed to call the API (CORS), e.g. https://app.example.com; repeatable. Without one, CORS is off. `*` is refused')
+            [CompletionResult]::new('--buffer', '--buffer', [CompletionResultType]::ParameterName, 'Buffer backend')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'wcon;tunnel' {
+            [CompletionResult]::new('--to', '--to', [CompletionResultType]::ParameterName, 'Where to deliver: a port, host:port, or an http(s) URL with a path')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'The receiver''s base URL')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'The channel token (prefer WCON_TOKEN or CONNECTOR_TOKEN: flags are visible in `ps`)')
+            [CompletionResult]::new('-c', '-c', [CompletionResultType]::ParameterName, 'connector.json to read')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'connector.json to read')
+            [CompletionResult]::new('--connector-id', '--connector-id', [CompletionResultType]::ParameterName, 'Name sent as X-Connector-ID')
+            [CompletionResult]::new('--webhooks', '--webhooks', [CompletionResultType]::ParameterName, 'Module mode: deliver to the output modules of this webhooks.json instead of HTTP')
+            [CompletionResult]::new('--connections', '--connections', [CompletionResultType]::ParameterName, 'Module mode: the connections.json the modules use')
+            [CompletionResult]::new('--concurrency', '--concurrency', [CompletionResultType]::ParameterName, 'Deliveries running at once (max_concurrent_requests)')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'wcon;channels' {
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'URL of `wcon serve`, e.g. https://hooks.example.com')
+            [CompletionResult]::new('--admin-token', '--admin-token', [CompletionResultType]::ParameterName, 'The server''s WEBHOOK_CONNECT_ADMIN_TOKEN')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the server''s JSON instead of a table')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'Every channel with its webhooks, connected clients and limits')
+            [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'One channel: settings, counts and connected clients')
+            [CompletionResult]::new('stats', 'stats', [CompletionResultType]::ParameterValue, 'Counts of one channel (queued, in flight, delivered, expired, dead-lettered)')
+            [CompletionResult]::new('disconnect', 'disconnect', [CompletionResultType]::ParameterValue, 'Close one connection of a channel; its in-flight messages go back to the queue')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'wcon;channels;list' {
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'URL of `wcon serve`, e.g. https://hooks.example.com')
+            [CompletionResult]::new('--admin-token', '--admin-token', [CompletionResultType]::ParameterName, 'The server''s WEBHOOK_CONNECT_ADMIN_TOKEN')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the server''s JSON instead of a table')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'wcon;channels;show' {
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'URL of `wcon serve`, e.g. https://hooks.example.com')
+            [CompletionResult]::new('--admin-token', '--admin-token', [CompletionResultType]::ParameterName, 'The server''s WEBHOOK_CONNECT_ADMIN_TOKEN')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the server''s JSON instead of a table')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'wcon;channels;stats' {
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'URL of `wcon serve`, e.g. https://hooks.example.com')
+            [CompletionResult]::new('--admin-token', '--admin-token', [CompletionResultType]::ParameterName, 'The server''s WEBHOOK_CONNECT_ADMIN_TOKEN')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the server''s JSON instead of a table')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'wcon;channels;disconnect' {
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'URL of `wcon serve`, e.g. https://hooks.example.com')
+            [CompletionResult]::new('--admin-token', '--admin-token', [CompletionResultType]::ParameterName, 'The server''s WEBHOOK_CONNECT_ADMIN_TOKEN')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the server''s JSON instead of a table')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'wcon;channels;help' {
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'Every channel with its webhooks, connected clients and limits')
+            [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'One channel: settings, counts and connected clients')
+            [CompletionResult]::new('stats', 'stats', [CompletionResultType]::ParameterValue, 'Counts of one channel (queued, in flight, delivered, expired, dead-lettered)')
+            [CompletionResult]::new('disconnect', 'disconnect', [CompletionResultType]::ParameterValue, 'Close one connection of a channel; its in-flight messages go back to the queue')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'wcon;channels;help;list' {
+            break
+        }
+        'wcon;channels;help;show' {
+            break
+        }
+        'wcon;channels;help;stats' {
+            break
+        }
+        'wcon;channels;help;disconnect' {
+            break
+        }
+        'wcon;channels;help;help' {
+            break
+        }
+        'wcon;dlq' {
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'URL of `wcon serve`, e.g. https://hooks.example.com')
+            [CompletionResult]::new('--admin-token', '--admin-token', [CompletionResultType]::ParameterName, 'The server''s WEBHOOK_CONNECT_ADMIN_TOKEN')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the server''s JSON instead of a table')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'Dead letters of a channel, oldest first, with why they died')
+            [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'One dead letter in full: headers, body and the last error')
+            [CompletionResult]::new('replay', 'replay', [CompletionResultType]::ParameterValue, 'Put dead letters back in the queue, with their attempts reset')
+            [CompletionResult]::new('purge', 'purge', [CompletionResultType]::ParameterValue, 'Delete dead letters for good (asks first unless --yes)')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'wcon;dlq;list' {
+            [CompletionResult]::new('--limit', '--limit', [CompletionResultType]::ParameterName, 'At most this many')
+            [CompletionResult]::new('--offset', '--offset', [CompletionResultType]::ParameterName, 'Skip this many first')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'URL of `wcon serve`, e.g. https://hooks.example.com')
+            [CompletionResult]::new('--admin-token', '--admin-token', [CompletionResultType]::ParameterName, 'The server''s WEBHOOK_CONNECT_ADMIN_TOKEN')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the server''s JSON instead of a table')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'wcon;dlq;show' {
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'URL of `wcon serve`, e.g. https://hooks.example.com')
+            [CompletionResult]::new('--admin-token', '--admin-token', [CompletionResultType]::ParameterName, 'The server''s WEBHOOK_CONNECT_ADMIN_TOKEN')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the server''s JSON instead of a table')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'wcon;dlq;replay' {
+            [CompletionResult]::new('--since', '--since', [CompletionResultType]::ParameterName, 'Those dead-lettered at or after this time (RFC 3339, e.g. 2026-01-31T12:00:00Z)')
+            [CompletionResult]::new('--until', '--until', [CompletionResultType]::ParameterName, 'Those dead-lettered before this time (RFC 3339)')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'URL of `wcon serve`, e.g. https://hooks.example.com')
+            [CompletionResult]::new('--admin-token', '--admin-token', [CompletionResultType]::ParameterName, 'The server''s WEBHOOK_CONNECT_ADMIN_TOKEN')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--all', '--all', [CompletionResultType]::ParameterName, 'Every dead letter of the channel (asks first unless --yes)')
+            [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Do not ask for confirmation')
+            [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Do not ask for confirmation')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the server''s JSON instead of a table')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'wcon;dlq;purge' {
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'URL of `wcon serve`, e.g. https://hooks.example.com')
+            [CompletionResult]::new('--admin-token', '--admin-token', [CompletionResultType]::ParameterName, 'The server''s WEBHOOK_CONNECT_ADMIN_TOKEN')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--all', '--all', [CompletionResultType]::ParameterName, 'Every dead letter of the channel')
+            [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Do not ask for confirmation')
+            [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Do not ask for confirmation')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the server''s JSON instead of a table')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'wcon;dlq;help' {
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'Dead letters of a channel, oldest first, with why they died')
+            [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'One dead letter in full: headers, body and the last error')
+            [CompletionResult]::new('replay', 'replay', [CompletionResultType]::ParameterValue, 'Put dead letters back in the queue, with their attempts reset')
+            [CompletionResult]::new('purge', 'purge', [CompletionResultType]::ParameterValue, 'Delete dead letters for good (asks first unless --yes)')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'wcon;dlq;help;list' {
+            break
+        }
+        'wcon;dlq;help;show' {
+            break
+        }
+        'wcon;dlq;help;replay' {
+            break
+        }
+        'wcon;dlq;help;purge' {
+            break
+        }
+        'wcon;dlq;help;help' {
+            break
+        }
+        'wcon;completions' {
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'wcon;help' {
+            [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run the public receiver: accept webhooks, store them durably, stream them to connectors')
+            [CompletionResult]::new('tunnel', 'tunnel', [CompletionResultType]::ParameterValue, 'Connect out to a receiver and deliver a channel''s webhooks to a local app')
+            [CompletionResult]::new('channels', 'channels', [CompletionResultType]::ParameterValue, 'Inspect relay channels of a running server (admin API)')
+            [CompletionResult]::new('dlq', 'dlq', [CompletionResultType]::ParameterValue, 'List, show, replay and purge dead letters of a running server (admin API)')
+            [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script (bash, zsh, fish, powershell, elvish)')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'wcon;help;serve' {
+            break
+        }
+        'wcon;help;tunnel' {
+            break
+        }
+        'wcon;help;channels' {
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'Every channel with its webhooks, connected clients and limits')
+            [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'One channel: settings, counts and connected clients')
+            [CompletionResult]::new('stats', 'stats', [CompletionResultType]::ParameterValue, 'Counts of one channel (queued, in flight, delivered, expired, dead-lettered)')
+            [CompletionResult]::new('disconnect', 'disconnect', [CompletionResultType]::ParameterValue, 'Close one connection of a channel; its in-flight messages go back to the queue')
+            break
+        }
+        'wcon;help;channels;list' {
+            break
+        }
+        'wcon;help;channels;show' {
+            break
+        }
+        'wcon;help;channels;stats' {
+            break
+        }
+        'wcon;help;channels;disconnect' {
+            break
+        }
+        'wcon;help;dlq' {
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'Dead letters of a channel, oldest first, with why they died')
+            [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'One dead letter in full: headers, body and the last error')
+            [CompletionResult]::new('replay', 'replay', [CompletionResultType]::ParameterValue, 'Put dead letters back in the queue, with their attempts reset')
+            [CompletionResult]::new('purge', 'purge', [CompletionResultType]::ParameterValue, 'Delete dead letters for good (asks first unless --yes)')
+            break
+        }
+        'wcon;help;dlq;list' {
+            break
+        }
+        'wcon;help;dlq;show' {
+            break
+        }
+        'wcon;help;dlq;replay' {
+            break
+        }
+        'wcon;help;dlq;purge' {
+            break
+        }
+        'wcon;help;completions' {
+            break
+        }
+        'wcon;help;help' {
+            break
+        }
+    })
+
+    $completions.Where{ $_.CompletionText -like "$wordToComplete*" } |
+        Sort-Object -Property ListItemText
+}
