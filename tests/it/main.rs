@@ -2,6 +2,7 @@
 
 mod admin;
 mod auth;
+mod auth_methods;
 mod cli;
 mod completions;
 mod errors;
