@@ -8,3 +8,4 @@ mod hardening;
 mod modules;
 mod relay;
 mod support;
+mod transports;
