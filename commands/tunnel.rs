@@ -47,6 +47,10 @@ pub struct Args {
     /// Deliveries running at once (max_concurrent_requests).
     #[arg(long, value_name = "N")]
     concurrency: Option<u32>,
+    /// Streaming transport: websocket (default), sse, long_poll, or auto (WebSocket, falling
+    /// back to SSE, then long-poll, and going back up later). CONNECTOR_PROTOCOL in the env.
+    #[arg(long, value_name = "PROTOCOL", value_parser = ["websocket", "sse", "long_poll", "auto"])]
+    protocol: Option<String>,
 }
 
 pub async fn run(args: Args) -> Result<ExitCode, Failure> {
@@ -98,6 +102,9 @@ fn build_config(args: &Args) -> anyhow::Result<ConnectorConfig> {
     }
     if let Some(id) = &args.connector_id {
         set("connector_id", json!(id));
+    }
+    if let Some(p) = &args.protocol {
+        set("protocol", json!(p));
     }
     if let Some(n) = args.concurrency {
         set("max_concurrent_requests", json!(n));

@@ -383,9 +383,6 @@ impl ConnectorConfig {
                 "must be an http:// or https:// URL",
             ));
         }
-        if self.protocol != Protocol::Websocket {
-            errors.push(not_yet("protocol", "a protocol other than `websocket`"));
-        }
         if !positive(self.reconnect_delay) {
             errors.push(ConfigError::new(
                 file,

@@ -136,8 +136,39 @@ pub enum SessionEnd {
     Shutdown,
     /// The server refused the token (HTTP 401/403).
     Unauthorized(String),
-    /// Any other end: connection failed or lost.
+    /// The stream could not be set up (connect error, refused upgrade, bad answer).
+    Failed(String),
+    /// The stream was up and ended: connection lost, server silent or gone.
     Lost(String),
+    /// An `auto` fallback session ended on purpose, after settling, to try a better transport.
+    Upgrade,
+}
+
+/// How long `auto` stays on a fallback transport before trying a better one again.
+pub const UPGRADE_AFTER: Duration = Duration::from_secs(120);
+
+/// A streaming transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// WebSocket.
+    WebSocket,
+    /// Server-Sent Events.
+    Sse,
+    /// Long polling.
+    LongPoll,
+}
+
+impl Transport {
+    /// The transports `protocol` tries, best first.
+    pub fn ladder(protocol: crate::config::connector::Protocol) -> &'static [Transport] {
+        use crate::config::connector::Protocol;
+        match protocol {
+            Protocol::Websocket => &[Transport::WebSocket],
+            Protocol::Sse => &[Transport::Sse],
+            Protocol::LongPoll => &[Transport::LongPoll],
+            Protocol::Auto => &[Transport::WebSocket, Transport::Sse, Transport::LongPoll],
+        }
+    }
 }
 
 /// What a session needs, shared across reconnects.
@@ -169,7 +200,7 @@ pub async fn run(
     events: mpsc::UnboundedSender<Event>,
 ) -> Result<(), ConnectorError> {
     let config = Arc::new(config);
-    let url = transport::ws::stream_url(&config.cloud_url, &config.channel)
+    let ws_url = transport::ws::stream_url(&config.cloud_url, &config.channel)
         .ok_or_else(|| ConnectorError::Url(config.cloud_url.to_string()))?;
     let ctx = Arc::new(Context {
         permits: Arc::new(Semaphore::new(config.max_concurrent_requests as usize)),
@@ -183,17 +214,47 @@ pub async fn run(
         Duration::from_secs_f64(config.max_reconnect_delay),
         config.reconnect_backoff_multiplier,
     );
+    let ladder = Transport::ladder(config.protocol);
+    let mut level = 0usize;
     loop {
         let started = Instant::now();
-        let end = transport::ws::session(&ctx, &url).await;
+        // On a fallback, `auto` goes back up after a while.
+        let upgrade_after = (level > 0).then_some(UPGRADE_AFTER);
+        let end = match ladder[level] {
+            Transport::WebSocket => transport::ws::session(&ctx, &ws_url).await,
+            Transport::Sse => transport::sse::session(&ctx, &config.cloud_url, upgrade_after).await,
+            Transport::LongPoll => {
+                transport::long_poll::session(&ctx, &config.cloud_url, upgrade_after).await
+            }
+        };
         if started.elapsed() >= HEALTHY_AFTER {
             backoff.reset();
         }
         let delay = match end {
             SessionEnd::Shutdown => return Ok(()),
+            SessionEnd::Upgrade => {
+                level = 0;
+                continue;
+            }
             SessionEnd::Unauthorized(detail) => {
                 let retry_in = backoff.max();
                 ctx.emit(Event::Unauthorized { detail, retry_in });
+                retry_in
+            }
+            SessionEnd::Failed(reason) if level + 1 < ladder.len() => {
+                // `auto`: this transport does not get through; try the next one now.
+                level += 1;
+                ctx.emit(Event::Disconnected {
+                    reason,
+                    retry_in: Duration::ZERO,
+                });
+                continue;
+            }
+            SessionEnd::Failed(reason) => {
+                // Every transport failed: start again from the best one after the delay.
+                level = 0;
+                let retry_in = backoff.next_delay();
+                ctx.emit(Event::Disconnected { reason, retry_in });
                 retry_in
             }
             SessionEnd::Lost(reason) => {

@@ -96,6 +96,10 @@ pub fn router(state: Arc<AppState>, cors_origins: Vec<http::HeaderValue>) -> Rou
         .route("/webhook/{id}", post(ingest::ingest))
         .route("/webhook/{namespace}/{id}", post(ingest::ingest_namespaced))
         .route("/connect/stream/{channel}", get(stream::ws::connect))
+        .route("/connect/stream/{channel}/sse", get(stream::sse::connect))
+        .route("/connect/stream/{channel}/poll", get(stream::poll::poll))
+        .route("/connect/ack", post(stream::ack::ack))
+        .route("/connect/status/{channel}", get(stream::ack::status))
         .nest("/admin/webhook-connect", admin::router())
         // Ingest enforces each webhook's own body limit while reading.
         .layer(DefaultBodyLimit::disable())

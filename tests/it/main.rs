@@ -14,3 +14,4 @@ mod module_e2e;
 mod modules;
 mod relay;
 mod support;
+mod transports;

@@ -21,12 +21,11 @@ use crate::protocol::{ChannelName, ConnectorFrame, ServerFrame, WebhookFrame};
 use crate::time::now_rfc3339;
 
 /// How often the connector sends its own heartbeat.
-const HEARTBEAT_EVERY: Duration = Duration::from_secs(20);
+pub(super) const HEARTBEAT_EVERY: Duration = Duration::from_secs(20);
 /// Most frames written before one flush.
 const MAX_BATCH: usize = 64;
-
 /// Longest wait for deliveries in progress when shutting down.
-const SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub(super) const SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// `ws(s)://host[/prefix]/connect/stream/{channel}` from the server's http(s) base URL.
 pub fn stream_url(base: &Url, channel: &ChannelName) -> Option<Url> {
@@ -47,7 +46,7 @@ pub async fn session(ctx: &Arc<Context>, url: &Url) -> SessionEnd {
     let config = &ctx.config;
     let mut request = match url.as_str().into_client_request() {
         Ok(r) => r,
-        Err(e) => return SessionEnd::Lost(format!("invalid server URL: {e}")),
+        Err(e) => return SessionEnd::Failed(format!("invalid server URL: {e}")),
     };
     let auth = format!("Bearer {}", config.token.expose());
     match http::HeaderValue::from_str(&auth) {
@@ -71,16 +70,16 @@ pub async fn session(ctx: &Arc<Context>, url: &Url) -> SessionEnd {
     let socket = tokio::select! {
         _ = ctx.shutdown.cancelled() => return SessionEnd::Shutdown,
         r = tokio::time::timeout(timeout, connect) => match r {
-            Err(_) => return SessionEnd::Lost(format!("no answer from {} within {}s", server_of(url), config.connection_timeout)),
+            Err(_) => return SessionEnd::Failed(format!("no answer from {} within {}s", server_of(url), config.connection_timeout)),
             Ok(Err(WsError::Http(response))) => {
                 let status = response.status();
                 let detail = response.body().as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
                 return match status.as_u16() {
                     401 | 403 => SessionEnd::Unauthorized(format!("the server refused the channel token for `{}` ({status})", config.channel)),
-                    _ => SessionEnd::Lost(format!("the server answered {status} {}", detail.chars().take(200).collect::<String>())),
+                    _ => SessionEnd::Failed(format!("the server answered {status} {}", detail.chars().take(200).collect::<String>())),
                 };
             }
-            Ok(Err(e)) => return SessionEnd::Lost(format!("cannot connect to {}: {e}", server_of(url))),
+            Ok(Err(e)) => return SessionEnd::Failed(format!("cannot connect to {}: {e}", server_of(url))),
             Ok(Ok((socket, _))) => socket,
         },
     };
@@ -92,7 +91,7 @@ pub async fn session(ctx: &Arc<Context>, url: &Url) -> SessionEnd {
     stream(ctx, socket).await
 }
 
-fn server_of(url: &Url) -> String {
+pub(super) fn server_of(url: &Url) -> String {
     let scheme = if url.scheme() == "wss" {
         "https"
     } else {
@@ -182,7 +181,7 @@ where
         };
         match serde_json::from_str::<ServerFrame>(text.as_str()) {
             Ok(ServerFrame::Webhook(frame)) => {
-                spawn_delivery(ctx, &deliveries, &session_over, &out_tx, frame)
+                spawn_delivery(ctx, &deliveries, &session_over, &out_tx, frame, |f| f)
             }
             Ok(ServerFrame::Connected {
                 connection_id,
@@ -228,12 +227,15 @@ where
     end
 }
 
-fn spawn_delivery(
+/// Delivers one webhook in its own task (once a concurrency permit is free) and queues its ack
+/// or nack, wrapped by `tag`, on `out`. Shared by every transport.
+pub(super) fn spawn_delivery<T: Send + 'static>(
     ctx: &Arc<Context>,
     deliveries: &TaskTracker,
     session_over: &CancellationToken,
-    out: &mpsc::Sender<ConnectorFrame>,
+    out: &mpsc::Sender<T>,
     frame: WebhookFrame,
+    tag: impl FnOnce(ConnectorFrame) -> T + Send + 'static,
 ) {
     let ctx = ctx.clone();
     let out = out.clone();
@@ -264,7 +266,7 @@ fn spawn_delivery(
                 reason: Some(reason.clone()),
             },
         };
-        let _ = out.send(reply).await;
+        let _ = out.send(tag(reply)).await;
         ctx.emit(Event::Settled {
             message_id,
             verdict,

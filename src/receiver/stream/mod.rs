@@ -4,6 +4,9 @@
 //! `Authorization: Bearer` or `?token=`, unknown channel = bad token, `max_connections`).
 //! Each transport has its own file.
 
+pub mod ack;
+pub mod poll;
+pub mod sse;
 pub mod ws;
 
 use std::net::IpAddr;
