@@ -62,6 +62,7 @@ Register-ArgumentCompleter -Native -CommandName 'wcon' -ScriptBlock {
             [CompletionResult]::new('--webhooks', '--webhooks', [CompletionResultType]::ParameterName, 'Module mode: deliver to the output modules of this webhooks.json instead of HTTP')
             [CompletionResult]::new('--connections', '--connections', [CompletionResultType]::ParameterName, 'Module mode: the connections.json the modules use')
             [CompletionResult]::new('--concurrency', '--concurrency', [CompletionResultType]::ParameterName, 'Deliveries running at once (max_concurrent_requests)')
+            [CompletionResult]::new('--protocol', '--protocol', [CompletionResultType]::ParameterName, 'Streaming transport: websocket (default), sse, long_poll, or auto (WebSocket, falling back to SSE, then long-poll, and going back up later). CONNECTOR_PROTOCOL in the env')
             [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set')
             [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')

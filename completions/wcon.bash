@@ -935,7 +935,7 @@ _wcon() {
             return 0
             ;;
         wcon__subcmd__tunnel)
-            opts="-c -h -V --to --server --token --config --connector-id --webhooks --connections --concurrency --log-level --log-format --help --version"
+            opts="-c -h -V --to --server --token --config --connector-id --webhooks --connections --concurrency --protocol --log-level --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -975,6 +975,10 @@ _wcon() {
                     ;;
                 --concurrency)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --protocol)
+                    COMPREPLY=($(compgen -W "websocket sse long_poll auto" -- "${cur}"))
                     return 0
                     ;;
                 --log-level)

@@ -57,6 +57,7 @@ set edit:completion:arg-completer[wcon] = {|@words|
             cand --webhooks 'Module mode: deliver to the output modules of this webhooks.json instead of HTTP'
             cand --connections 'Module mode: the connections.json the modules use'
             cand --concurrency 'Deliveries running at once (max_concurrent_requests)'
+            cand --protocol 'Streaming transport: websocket (default), sse, long_poll, or auto (WebSocket, falling back to SSE, then long-poll, and going back up later). CONNECTOR_PROTOCOL in the env'
             cand --log-level 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set'
             cand --log-format 'Log format'
             cand -h 'Print help (see more with ''--help'')'

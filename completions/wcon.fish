@@ -58,6 +58,10 @@ complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -l connector-id -d 'Na
 complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -l webhooks -d 'Module mode: deliver to the output modules of this webhooks.json instead of HTTP' -r -F
 complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -l connections -d 'Module mode: the connections.json the modules use' -r -F
 complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -l concurrency -d 'Deliveries running at once (max_concurrent_requests)' -r
+complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -l protocol -d 'Streaming transport: websocket (default), sse, long_poll, or auto (WebSocket, falling back to SSE, then long-poll, and going back up later). CONNECTOR_PROTOCOL in the env' -r -f -a "websocket\t''
+sse\t''
+long_poll\t''
+auto\t''"
 complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -l log-level -d 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set' -r
 complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -l log-format -d 'Log format' -r -f -a "text\t'For people'
 json\t'One JSON object per line'"

@@ -188,21 +188,7 @@ impl AwsHttp {
 
 /// A failed request (no answer), without its URL: connect errors and timeouts are retryable.
 pub(crate) fn request_error(module: &str, e: &reqwest::Error) -> ModuleError {
-    let what = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "cannot connect"
-    } else {
-        "request failed"
-    };
-    let mut causes = String::new();
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        causes.push_str(": ");
-        causes.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    ModuleError::retryable(format!("{module}: {what}{causes}"))
+    super::http_request_error(module, e)
 }
 
 /// Whether an AWS answer is worth retrying: throttling and server errors are.

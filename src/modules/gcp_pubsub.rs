@@ -318,21 +318,7 @@ fn check_project(project: &str) -> Result<(), String> {
 
 /// A request that got no answer: connect errors and timeouts are retryable.
 fn request_error(what: &str, e: &reqwest::Error) -> ModuleError {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "cannot connect"
-    } else {
-        "failed"
-    };
-    let mut causes = String::new();
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        causes.push_str(": ");
-        causes.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    ModuleError::retryable(format!("gcp_pubsub: {what}: {kind}{causes}"))
+    super::http_request_error(&format!("gcp_pubsub: {what}"), e)
 }
 
 /// The `error.message` of a Google API error answer.

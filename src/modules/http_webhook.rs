@@ -325,26 +325,7 @@ pub(crate) async fn check_destination(
 
 /// A failed request, without its URL, with the underlying cause.
 fn request_error(module: &str, host: &str, e: &reqwest::Error) -> ModuleError {
-    let what = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "cannot connect"
-    } else {
-        "request failed"
-    };
-    let mut causes = String::new();
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        causes.push_str(": ");
-        causes.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    let message = format!("{module}: `{host}`: {what}{causes}");
-    if e.is_builder() {
-        ModuleError::rejected(message)
-    } else {
-        ModuleError::retryable(message)
-    }
+    super::http_request_error(&format!("{module}: `{host}`"), e)
 }
 
 #[cfg(test)]

@@ -208,6 +208,32 @@ impl ModuleError {
     }
 }
 
+/// A request that got no answer, as `"{context}: timed out|cannot connect|request failed:
+/// causes…"`, without the URL (it may carry credentials). Retryable, except a request that
+/// could not even be built.
+pub(crate) fn http_request_error(context: &str, e: &reqwest::Error) -> ModuleError {
+    let what = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "cannot connect"
+    } else {
+        "request failed"
+    };
+    let mut causes = String::new();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        causes.push_str(": ");
+        causes.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    let message = format!("{context}: {what}{causes}");
+    if e.is_builder() {
+        ModuleError::Rejected(message)
+    } else {
+        ModuleError::Retryable(message)
+    }
+}
+
 /// An output module: delivers one webhook to one destination.
 ///
 /// Implementations are built once per webhook (from its `module-config`), shared by every

@@ -1,8 +1,10 @@
-//! A webhook's `rate_limit`: at most `max_requests` per `window_seconds`.
+//! A webhook's `rate_limit`: `max_requests` per `window_seconds`.
 //!
 //! Counted per webhook, or per sender address with `per_ip: true` (a wcon addition), by
-//! `governor`'s GCRA limiter: requests may come in a burst of `max_requests`, and capacity
-//! returns evenly over the window, so no window of that length ever admits more. A refusal is
+//! `governor`'s GCRA limiter, a smooth form of the sliding window: a burst of up to
+//! `max_requests` is admitted at once, then capacity returns at one request per
+//! `window_seconds / max_requests`, so over any longer stretch the rate is `max_requests` per
+//! window (right after an idle window, at most twice that within one window). A refusal is
 //! 429 with `Retry-After` (the original answered 401).
 
 use std::net::IpAddr;
