@@ -360,26 +360,15 @@ fn error_number(error: &sqlx::Error) -> Option<u16> {
 /// timeouts, deadlocks, a server shutting down or a killed query are retried; bad values,
 /// constraint violations, unknown databases, syntax and access errors are not.
 fn classify(error: &sqlx::Error) -> ModuleError {
-    let retry = match error {
-        sqlx::Error::Database(_) => matches!(
+    super::sql_common::classify(error, |_| {
+        matches!(
             error_number(error),
             // too many connections (1040, 1203), server shutdown (1053), query interrupted
             // (1317), lock wait timeout (1205), deadlock (1213), connection killed (1927),
             // execution time exceeded (3024), client-side connection errors (2002–2013)
             Some(1040 | 1053 | 1203 | 1205 | 1213 | 1317 | 1927 | 3024 | 2002..=2013)
-        ),
-        sqlx::Error::Io(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed
-        | sqlx::Error::Protocol(_) => true,
-        _ => false,
-    };
-    if retry {
-        ModuleError::retryable(error)
-    } else {
-        ModuleError::rejected(error)
-    }
+        )
+    })
 }
 
 #[cfg(test)]

@@ -316,26 +316,13 @@ fn bind<'q>(
 /// deadlocks and lock timeouts are retried; data, constraint, syntax, permission and
 /// authentication errors are not.
 fn classify(error: &sqlx::Error) -> ModuleError {
-    let retry = match error {
-        sqlx::Error::Database(db) => {
-            let code = db.code().unwrap_or_default();
-            ["08", "53", "57", "58"]
-                .iter()
-                .any(|class| code.starts_with(class))
-                || matches!(&*code, "40001" | "40P01" | "55P03" | "55006")
-        }
-        sqlx::Error::Io(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed
-        | sqlx::Error::Protocol(_) => true,
-        _ => false,
-    };
-    if retry {
-        ModuleError::retryable(error)
-    } else {
-        ModuleError::rejected(error)
-    }
+    super::sql_common::classify(error, |db| {
+        let code = db.code().unwrap_or_default();
+        ["08", "53", "57", "58"]
+            .iter()
+            .any(|class| code.starts_with(class))
+            || matches!(&*code, "40001" | "40P01" | "55P03" | "55006")
+    })
 }
 
 #[cfg(test)]

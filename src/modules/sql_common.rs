@@ -22,7 +22,7 @@ use serde_json::Value;
 
 use super::settings::{self, defaults::yes};
 use super::table::{MAX_IDENTIFIER, check_identifier};
-use super::{Delivery, headers_json};
+use super::{Delivery, ModuleError, headers_json};
 use crate::secret::Secret;
 
 /// The columns the module fills itself; `schema.fields` may not map onto them.
@@ -927,6 +927,29 @@ fn lookup<'a>(payload: &'a Value, field: &str) -> Option<&'a Value> {
     field
         .split('.')
         .try_fold(payload, |value, key| value.get(key))
+}
+
+/// Retryable or rejected, for a failed query: lost connections, pool timeouts and protocol
+/// errors are retried; a database error is retried when `database_retryable` says so (each
+/// server has its own codes); anything else (bad values, configuration) is rejected.
+pub(crate) fn classify(
+    error: &sqlx::Error,
+    database_retryable: impl Fn(&dyn sqlx::error::DatabaseError) -> bool,
+) -> ModuleError {
+    let retry = match error {
+        sqlx::Error::Database(db) => database_retryable(db.as_ref()),
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => true,
+        _ => false,
+    };
+    if retry {
+        ModuleError::retryable(error)
+    } else {
+        ModuleError::rejected(error)
+    }
 }
 
 #[cfg(test)]

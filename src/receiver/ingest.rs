@@ -142,16 +142,19 @@ async fn accept(
                     p.to_string(),
                 )
             })?;
-            if let Some(schema) = &webhook.schema {
-                check_schema(schema, &body)?;
-            }
-            if webhook.cleanup.apply_to_relay {
+            // Parsed into a tree only when something needs one, and then only once.
+            if webhook.schema.is_some() || webhook.cleanup.apply_to_relay {
                 let mut document: serde_json::Value = serde_json::from_slice(&body)
                     .expect("json_limits::check accepted the body as JSON");
-                webhook.cleanup.clean_json(&mut document);
-                body = serde_json::to_vec(&document)
-                    .expect("a JSON value always serialises")
-                    .into();
+                if let Some(schema) = &webhook.schema {
+                    check_schema(schema, &document)?;
+                }
+                if webhook.cleanup.apply_to_relay {
+                    webhook.cleanup.clean_json(&mut document);
+                    body = serde_json::to_vec(&document)
+                        .expect("a JSON value always serialises")
+                        .into();
+                }
             }
         }
         DataType::Form => forms::check(&headers, &body).await?,
@@ -193,10 +196,8 @@ async fn accept(
     Ok(Json(serde_json::json!({"message": "200 OK", "message_id": stored.id})).into_response())
 }
 
-fn check_schema(schema: &BodySchema, body: &[u8]) -> Result<(), ApiError> {
-    let document: serde_json::Value =
-        serde_json::from_slice(body).expect("json_limits::check accepted the body as JSON");
-    schema.check(&document).map_err(|failures| {
+fn check_schema(schema: &BodySchema, document: &serde_json::Value) -> Result<(), ApiError> {
+    schema.check(document).map_err(|failures| {
         let detail = match failures.as_slice() {
             [one] => format!(
                 "the body does not match the webhook's JSON Schema at `{}`: {}",
