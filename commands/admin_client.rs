@@ -1,5 +1,6 @@
-//! What `wcon channels` and `wcon dlq` share: the `--server` / `--admin-token` / `--json` flags,
-//! the admin API client, tables and confirmations.
+//! What `wcon channels` and `wcon dlq` share: the `--server` / `--admin-token` / `--json` flags
+//! (falling back to the `--profile` of config.toml), the admin API client, tables and
+//! confirmations.
 //!
 //! Turns transport failures and error answers into messages that say what to check; it never
 //! prints the admin token.
@@ -11,6 +12,7 @@ use comfy_table::{Table, presets};
 use serde_json::Value;
 
 use crate::Failure;
+use crate::profile::Selected;
 
 /// Where the admin API is and how to talk to it.
 #[derive(Debug, clap::Args)]
@@ -55,13 +57,20 @@ pub struct Admin {
 }
 
 impl Admin {
-    /// Checks the flags (exit 2 when one is missing or malformed).
-    pub fn new(args: &AdminArgs) -> Result<Self, Failure> {
-        let server = args.server.as_deref().ok_or_else(|| {
-            Failure::usage(anyhow!(
-                "no server given; pass --server URL or set WCON_SERVER (the URL of `wcon serve`)"
-            ))
-        })?;
+    /// Checks the flags, taking what they leave out from the profile (exit 2 when one is
+    /// missing or malformed).
+    pub fn new(args: &AdminArgs, profile: &Selected) -> Result<Self, Failure> {
+        let server = args
+            .server
+            .as_deref()
+            .or(profile.profile.server.as_deref())
+            .ok_or_else(|| {
+                Failure::usage(anyhow!(
+                    "no server given; pass --server URL, set WCON_SERVER, or set `server` in \
+                     profile `{}` of config.toml (the URL of `wcon serve`)",
+                    profile.name
+                ))
+            })?;
         let base = url::Url::parse(server)
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https"))
@@ -70,12 +79,18 @@ impl Admin {
                     "`{server}` is not an http(s) URL; pass e.g. --server https://hooks.example.com"
                 ))
             })?;
-        let token = args.admin_token.clone().ok_or_else(|| {
-            Failure::usage(anyhow!(
-                "no admin token given; pass --admin-token or set WCON_ADMIN_TOKEN \
-                 (the server's WEBHOOK_CONNECT_ADMIN_TOKEN)"
-            ))
-        })?;
+        let token = args
+            .admin_token
+            .clone()
+            .or_else(|| profile.profile.admin_token.clone().map(AdminToken))
+            .ok_or_else(|| {
+                Failure::usage(anyhow!(
+                    "no admin token given; pass --admin-token, set WCON_ADMIN_TOKEN, or set \
+                     `admin_token` in profile `{}` of config.toml (the server's \
+                     WEBHOOK_CONNECT_ADMIN_TOKEN)",
+                    profile.name
+                ))
+            })?;
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(30))
             .build()

@@ -1,5 +1,5 @@
-//! `wcon channels`: list the relay channels of a server, show one, its stats, and disconnect a
-//! connection — through the admin API.
+//! `wcon channels`: list the relay channels of a server, show one, its stats, disconnect a
+//! connection and rotate a channel token — through the admin API.
 
 use std::process::ExitCode;
 
@@ -40,6 +40,25 @@ enum Command {
         /// The connection id (see `wcon channels show CHANNEL`).
         connection_id: String,
     },
+    /// Replace a channel's token; prints the new one once. The old token keeps working for
+    /// --grace, then connections still using it are closed and it is refused.
+    RotateToken {
+        /// The channel.
+        channel: String,
+        /// How long the old token stays valid, e.g. 1h, 30m, 90s, 0 (at most 30 days).
+        #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_grace)]
+        grace: std::time::Duration,
+        /// Also store the new token in the profile's config.toml (channel_tokens).
+        #[arg(long)]
+        save: bool,
+    },
+}
+
+fn parse_grace(s: &str) -> Result<std::time::Duration, String> {
+    if s == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    humantime::parse_duration(s).map_err(|e| format!("{e}; write e.g. 1h, 30m, 90s or 0"))
 }
 
 fn seg(s: &str) -> String {
@@ -47,8 +66,9 @@ fn seg(s: &str) -> String {
 }
 
 /// Runs `wcon channels …`.
-pub async fn run(args: Args) -> Result<ExitCode, Failure> {
-    let admin = Admin::new(&args.admin)?;
+pub async fn run(args: Args, profile: Option<&str>) -> Result<ExitCode, Failure> {
+    let profile = crate::profile::load(profile)?;
+    let admin = Admin::new(&args.admin, &profile)?;
     let json = args.admin.json;
     match args.command {
         Command::List => {
@@ -158,6 +178,48 @@ pub async fn run(args: Args) -> Result<ExitCode, Failure> {
                 t.add_row([k.to_string(), cell(&v[k])]);
             }
             print_table(&t);
+        }
+        Command::RotateToken {
+            channel,
+            grace,
+            save,
+        } => {
+            let v = admin
+                .call(
+                    Method::POST,
+                    &format!("/channels/{}/rotate-token", seg(&channel)),
+                    Some(&serde_json::json!({"grace_period_seconds": grace.as_secs()})),
+                )
+                .await?;
+            let saved = if save {
+                let token = v["new_token"].as_str().unwrap_or_default();
+                Some(
+                    crate::profile::save_channel_token(&profile.name, &channel, token).map_err(
+                        |e| {
+                            // The rotation happened: the token must not be lost with the error.
+                            println!("new token: {token}");
+                            Failure::from(e.context(
+                                "the token was rotated but could not be saved; it is printed above",
+                            ))
+                        },
+                    )?,
+                )
+            } else {
+                None
+            };
+            if json {
+                print_json(&v);
+            } else {
+                println!("new token: {}", cell(&v["new_token"]));
+                println!(
+                    "the old token is valid until {}",
+                    cell(&v["old_token_expires_at"])
+                );
+                println!("this token is shown only once; update your connectors now");
+            }
+            if let Some(path) = saved {
+                eprintln!("saved in profile `{}` of {}", profile.name, path.display());
+            }
         }
         Command::Disconnect {
             channel,

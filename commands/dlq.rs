@@ -1,5 +1,6 @@
 //! `wcon dlq`: a channel's dead letters — list, show one, replay, purge — through the admin API.
 
+use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
@@ -74,12 +75,71 @@ enum Command {
     },
 }
 
+/// Ids replayed per request in a bulk replay.
+const REPLAY_BATCH: usize = 100;
+
+/// The ids of the dead letters dead-lettered in `[since, until)` (all when both are open), in
+/// the server's order.
+async fn select_dead(
+    admin: &Admin,
+    channel: &str,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+) -> Result<Vec<String>, Failure> {
+    const PAGE: usize = 1000;
+    let mut ids = Vec::new();
+    let mut offset = 0;
+    loop {
+        let v = admin
+            .call(
+                Method::GET,
+                &format!(
+                    "/channels/{}/dead-letters?limit={PAGE}&offset={offset}",
+                    seg(channel)
+                ),
+                None,
+            )
+            .await?;
+        let page = v["messages"].as_array().cloned().unwrap_or_default();
+        for m in &page {
+            let at = m["dead_lettered_at"]
+                .as_str()
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&Utc));
+            let selected = match at {
+                Some(at) => since.is_none_or(|s| at >= s) && until.is_none_or(|u| at < u),
+                None => since.is_none() && until.is_none(),
+            };
+            if selected && let Some(id) = m["message_id"].as_str() {
+                ids.push(id.to_string());
+            }
+        }
+        if page.len() < PAGE {
+            return Ok(ids);
+        }
+        offset += page.len();
+    }
+}
+
+/// A progress bar on stderr when it is a terminal; hidden otherwise (pipes, files, CI).
+fn progress(total: u64) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("replaying {bar:40} {pos}/{len} ({eta})")
+            .expect("the template is valid"),
+    );
+    bar
+}
+
 fn seg(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 /// Runs `wcon dlq …`.
-pub async fn run(args: Args) -> Result<ExitCode, Failure> {
+pub async fn run(args: Args, profile: Option<&str>) -> Result<ExitCode, Failure> {
     match &args.command {
         Command::Replay {
             message_ids,
@@ -103,7 +163,8 @@ pub async fn run(args: Args) -> Result<ExitCode, Failure> {
         }
         _ => {}
     }
-    let admin = Admin::new(&args.admin)?;
+    let profile = crate::profile::load(profile)?;
+    let admin = Admin::new(&args.admin, &profile)?;
     let json = args.admin.json;
     match args.command {
         Command::List {
@@ -214,25 +275,43 @@ pub async fn run(args: Args) -> Result<ExitCode, Failure> {
             until,
             yes,
         } => {
-            let body = if all {
+            let path = format!("/channels/{}/dead-letters/replay", seg(&channel));
+            if !message_ids.is_empty() {
+                let v = admin
+                    .call(Method::POST, &path, Some(&json!({"ids": message_ids})))
+                    .await?;
+                if json {
+                    print_json(&v);
+                } else {
+                    println!("replayed {} message(s) of {channel}", cell(&v["replayed"]));
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            if all {
                 confirm(yes, &format!("Replay every dead letter of {channel}?"))?;
-                json!({"all": true})
-            } else if !message_ids.is_empty() {
-                json!({"ids": message_ids})
-            } else {
-                json!({"since": since, "until": until})
-            };
-            let v = admin
-                .call(
-                    Method::POST,
-                    &format!("/channels/{}/dead-letters/replay", seg(&channel)),
-                    Some(&body),
-                )
-                .await?;
+            }
+            // Bulk: the selection is listed first, then replayed in batches so that a progress
+            // bar can follow it. Dead letters that arrive meanwhile are left alone.
+            let ids = select_dead(&admin, &channel, since, until).await?;
+            let bar = progress(ids.len() as u64);
+            let mut replayed: Vec<Value> = Vec::new();
+            for batch in ids.chunks(REPLAY_BATCH) {
+                let v = admin
+                    .call(Method::POST, &path, Some(&json!({"ids": batch})))
+                    .await
+                    .inspect_err(|_| bar.abandon())?;
+                replayed.extend(v["message_ids"].as_array().cloned().unwrap_or_default());
+                bar.inc(batch.len() as u64);
+            }
+            bar.finish_and_clear();
             if json {
-                print_json(&v);
+                print_json(&json!({
+                    "channel": channel,
+                    "replayed": replayed.len(),
+                    "message_ids": replayed,
+                }));
             } else {
-                println!("replayed {} message(s) of {channel}", cell(&v["replayed"]));
+                println!("replayed {} message(s) of {channel}", replayed.len());
             }
         }
         Command::Purge {

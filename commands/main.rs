@@ -2,12 +2,17 @@
 //!
 //! Exit codes: 0 success, 1 runtime failure (e.g. the server cannot be reached or refused the
 //! request), 2 usage or configuration error (including a refused confirmation without a terminal).
+//! They are listed in `wcon --help` (see [`EXIT_CODES`]).
 
 mod admin_client;
 mod channels;
+mod check;
 mod completions;
 mod dlq;
+mod init;
 mod logging;
+mod profile;
+mod send;
 mod serve;
 mod tunnel;
 
@@ -15,12 +20,20 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// The exit codes, as `--help` shows them.
+pub const EXIT_CODES: &str = "Exit codes: 0 success, 1 runtime failure (server unreachable, \
+request refused, delivery failed), 2 usage or configuration error.";
+
 /// wcon — a webhook relay: receive webhooks publicly, deliver them behind a firewall.
 #[derive(Debug, Parser)]
-#[command(name = "wcon", version, about, long_about = None, propagate_version = true)]
+#[command(name = "wcon", version, about, long_about = None, propagate_version = true, after_help = EXIT_CODES)]
 struct Cli {
     #[command(flatten)]
     log: logging::Args,
+    /// Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving
+    /// --server, --admin-token and saved channel tokens; flags and env vars win over it.
+    #[arg(long, env = "WCON_PROFILE", global = true, value_name = "NAME")]
+    profile: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -35,6 +48,10 @@ enum Command {
     Channels(channels::Args),
     /// List, show, replay and purge dead letters of a running server (admin API).
     Dlq(dlq::Args),
+    /// Write a starting config (receiver or connector) from templates, with a strong token.
+    Init(init::Args),
+    /// Send a test webhook, signed like Stripe, GitHub or Shopify, and print the answer.
+    Send(send::Args),
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
     Completions(completions::Args),
 }
@@ -53,6 +70,11 @@ impl Failure {
             code: 2,
             error: error.into(),
         }
+    }
+
+    /// The error, without its exit code.
+    pub fn into_error(self) -> anyhow::Error {
+        self.error
     }
 }
 
@@ -79,8 +101,10 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
             Command::Tunnel(args) => tunnel::run(args).await,
-            Command::Channels(args) => channels::run(args).await,
-            Command::Dlq(args) => dlq::run(args).await,
+            Command::Channels(args) => channels::run(args, cli.profile.as_deref()).await,
+            Command::Dlq(args) => dlq::run(args, cli.profile.as_deref()).await,
+            Command::Init(args) => init::run(args).await,
+            Command::Send(args) => send::run(args, cli.profile.as_deref()).await,
             Command::Completions(args) => completions::run(args).await,
         }
     });

@@ -52,6 +52,10 @@ pub struct Args {
         value_delimiter = ','
     )]
     cors_origins: Vec<String>,
+    /// Validate webhooks.json and connections.json, reach every connection once, print one
+    /// line per item and exit (0 when all pass, 1 otherwise) without serving.
+    #[arg(long)]
+    check: bool,
     /// Buffer backend.
     #[arg(long, env = "WEBHOOK_CONNECT_BUFFER", value_enum, default_value_t = BufferKind::Embedded)]
     buffer: BufferKind,
@@ -79,6 +83,9 @@ pub async fn run(args: Args) -> Result<ExitCode, Failure> {
             "the `{}` buffer is not supported yet by this version of wcon; use `--buffer embedded`",
             format!("{:?}", args.buffer).to_lowercase()
         )));
+    }
+    if args.check {
+        return Ok(check(&args).await);
     }
     if std::env::var("WEBHOOK_CONNECT_ENABLED").is_ok_and(|v| v.eq_ignore_ascii_case("false")) {
         return Err(Failure::usage(anyhow::anyhow!(
@@ -144,7 +151,7 @@ pub async fn run(args: Args) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn load_config(args: &Args, data_dir: &Path) -> Result<Loaded, Failure> {
+fn paths(args: &Args) -> (PathBuf, PathBuf) {
     let webhooks_path = args
         .webhooks
         .clone()
@@ -153,6 +160,82 @@ fn load_config(args: &Args, data_dir: &Path) -> Result<Loaded, Failure> {
         .connections
         .clone()
         .unwrap_or_else(|| args.config_dir.join("connections.json"));
+    (webhooks_path, connections_path)
+}
+
+/// `wcon serve --check`.
+async fn check(args: &Args) -> ExitCode {
+    let mut report = crate::check::Report::default();
+    let (webhooks_path, connections_path) = paths(args);
+    let connections = match ConnectionsConfig::load_optional(&connections_path) {
+        Ok(c) if !connections_path.exists() => {
+            report.skip(
+                "connections.json",
+                format!("no `{}`", connections_path.display()),
+            );
+            c
+        }
+        Ok(c) => {
+            report.ok(
+                "connections.json",
+                format!(
+                    "{} connection(s) in `{}`",
+                    c.connections.len(),
+                    connections_path.display()
+                ),
+            );
+            c
+        }
+        Err(e) => {
+            report.fail("connections.json", e);
+            ConnectionsConfig::default()
+        }
+    };
+    if webhooks_path.exists() {
+        let modules = BuildContext {
+            connections: Arc::new(Connections::new(&connections)),
+            network: NetworkPolicy::receiver_from_env(),
+        };
+        match WebhooksConfig::load(&webhooks_path, &modules) {
+            Ok(w) => report.ok(
+                "webhooks.json",
+                format!(
+                    "{} webhook(s), {} relay channel(s) in `{}`",
+                    w.webhooks.len(),
+                    w.channels().len(),
+                    webhooks_path.display()
+                ),
+            ),
+            Err(e) => report.fail("webhooks.json", e),
+        }
+    } else if args.webhooks.is_some() {
+        report.fail(
+            "webhooks.json",
+            format!("`{}` does not exist", webhooks_path.display()),
+        );
+    } else {
+        report.skip(
+            "webhooks.json",
+            format!(
+                "no `{}`; `wcon serve` would start the quickstart",
+                webhooks_path.display()
+            ),
+        );
+    }
+    report.connections(&connections).await;
+    if std::env::var("WEBHOOK_CONNECT_ADMIN_TOKEN").is_ok_and(|t| !t.is_empty()) {
+        report.ok("admin API", "enabled (WEBHOOK_CONNECT_ADMIN_TOKEN is set)");
+    } else {
+        report.skip(
+            "admin API",
+            "disabled; set WEBHOOK_CONNECT_ADMIN_TOKEN to enable it",
+        );
+    }
+    report.finish()
+}
+
+fn load_config(args: &Args, data_dir: &Path) -> Result<Loaded, Failure> {
+    let (webhooks_path, connections_path) = paths(args);
     let connections =
         ConnectionsConfig::load_optional(&connections_path).map_err(Failure::usage)?;
     if webhooks_path.exists() {

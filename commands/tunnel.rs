@@ -51,9 +51,17 @@ pub struct Args {
     /// back to SSE, then long-poll, and going back up later). CONNECTOR_PROTOCOL in the env.
     #[arg(long, value_name = "PROTOCOL", value_parser = ["websocket", "sse", "long_poll", "auto"])]
     protocol: Option<String>,
+    /// Validate the settings, reach the server's status endpoint with the token, every HTTP
+    /// target and every connection once, print one line per item and exit (0 when all pass, 1
+    /// otherwise) without streaming.
+    #[arg(long)]
+    check: bool,
 }
 
 pub async fn run(args: Args) -> Result<ExitCode, Failure> {
+    if args.check {
+        return Ok(crate::check::tunnel(build_config(&args)).await);
+    }
     let config = build_config(&args).map_err(Failure::usage)?;
     let delivery = engine::Deliverer::from_config(&config).map_err(Failure::usage)?;
     let shutdown = CancellationToken::new();

@@ -23,6 +23,7 @@ Register-ArgumentCompleter -Native -CommandName 'wcon' -ScriptBlock {
         'wcon' {
             [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set')
             [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
@@ -31,6 +32,8 @@ Register-ArgumentCompleter -Native -CommandName 'wcon' -ScriptBlock {
             [CompletionResult]::new('tunnel', 'tunnel', [CompletionResultType]::ParameterValue, 'Connect out to a receiver and deliver a channel''s webhooks to a local app')
             [CompletionResult]::new('channels', 'channels', [CompletionResultType]::ParameterValue, 'Inspect relay channels of a running server (admin API)')
             [CompletionResult]::new('dlq', 'dlq', [CompletionResultType]::ParameterValue, 'List, show, replay and purge dead letters of a running server (admin API)')
+            [CompletionResult]::new('init', 'init', [CompletionResultType]::ParameterValue, 'Write a starting config (receiver or connector) from templates, with a strong token')
+            [CompletionResult]::new('send', 'send', [CompletionResultType]::ParameterValue, 'Send a test webhook, signed like Stripe, GitHub or Shopify, and print the answer')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script (bash, zsh, fish, powershell, elvish)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -46,6 +49,8 @@ Register-ArgumentCompleter -Native -CommandName 'wcon' -ScriptBlock {
             [CompletionResult]::new('--buffer', '--buffer', [CompletionResultType]::ParameterName, 'Buffer backend')
             [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set')
             [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it')
+            [CompletionResult]::new('--check', '--check', [CompletionResultType]::ParameterName, 'Validate webhooks.json and connections.json, reach every connection once, print one line per item and exit (0 when all pass, 1 otherwise) without serving')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
@@ -65,6 +70,8 @@ Register-ArgumentCompleter -Native -CommandName 'wcon' -ScriptBlock {
             [CompletionResult]::new('--protocol', '--protocol', [CompletionResultType]::ParameterName, 'Streaming transport: websocket (default), sse, long_poll, or auto (WebSocket, falling back to SSE, then long-poll, and going back up later). CONNECTOR_PROTOCOL in the env')
             [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set')
             [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it')
+            [CompletionResult]::new('--check', '--check', [CompletionResultType]::ParameterName, 'Validate the settings, reach the server''s status endpoint with the token, every HTTP target and every connection once, print one line per item and exit (0 when all pass, 1 otherwise) without streaming')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
@@ -76,6 +83,7 @@ Register-ArgumentCompleter -Native -CommandName 'wcon' -ScriptBlock {
             [CompletionResult]::new('--admin-token', '--admin-token', [CompletionResultType]::ParameterName, 'The server''s WEBHOOK_CONNECT_ADMIN_TOKEN')
             [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set')
             [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the server''s JSON instead of a table')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
@@ -85,6 +93,7 @@ Register-ArgumentCompleter -Native -CommandName 'wcon' -ScriptBlock {
             [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'One channel: settings, counts and connected clients')
             [CompletionResult]::new('stats', 'stats', [CompletionResultType]::ParameterValue, 'Counts of one channel (queued, in flight, delivered, expired, dead-lettered)')
             [CompletionResult]::new('disconnect', 'disconnect', [CompletionResultType]::ParameterValue, 'Close one connection of a channel; its in-flight messages go back to the queue')
+            [CompletionResult]::new('rotate-token', 'rotate-token', [CompletionResultType]::ParameterValue, 'Replace a channel''s token; prints the new one once. The old token keeps working for --grace, then connections still using it are closed and it is refused')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -93,6 +102,7 @@ Register-ArgumentCompleter -Native -CommandName 'wcon' -ScriptBlock {
             [CompletionResult]::new('--admin-token', '--admin-token', [CompletionResultType]::ParameterName, 'The server''s WEBHOOK_CONNECT_ADMIN_TOKEN')
             [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set')
             [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the server''s JSON instead of a table')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
@@ -105,6 +115,7 @@ Register-ArgumentCompleter -Native -CommandName 'wcon' -ScriptBlock {
             [CompletionResult]::new('--admin-token', '--admin-token', [CompletionResultType]::ParameterName, 'The server''s WEBHOOK_CONNECT_ADMIN_TOKEN')
             [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set')
             [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the server''s JSON instead of a table')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
@@ -117,6 +128,7 @@ Register-ArgumentCompleter -Native -CommandName 'wcon' -ScriptBlock {
             [CompletionResult]::new('--admin-token', '--admin-token', [CompletionResultType]::ParameterName, 'The server''s WEBHOOK_CONNECT_ADMIN_TOKEN')
             [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set')
             [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the server''s JSON instead of a table')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
@@ -129,6 +141,22 @@ Register-ArgumentCompleter -Native -CommandName 'wcon' -ScriptBlock {
             [CompletionResult]::new('--admin-token', '--admin-token', [CompletionResultType]::ParameterName, 'The server''s WEBHOOK_CONNECT_ADMIN_TOKEN')
             [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set')
             [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the server''s JSON instead of a table')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'wcon;channels;rotate-token' {
+            [CompletionResult]::new('--grace', '--grace', [CompletionResultType]::ParameterName, 'How long the old token stays valid, e.g. 1h, 30m, 90s, 0 (at most 30 days)')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'URL of `wcon serve`, e.g. https://hooks.example.com')
+            [CompletionResult]::new('--admin-token', '--admin-token', [CompletionResultType]::ParameterName, 'The server''s WEBHOOK_CONNECT_ADMIN_TOKEN')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it')
+            [CompletionResult]::new('--save', '--save', [CompletionResultType]::ParameterName, 'Also store the new token in the profile''s config.toml (channel_tokens)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the server''s JSON instead of a table')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
@@ -141,6 +169,7 @@ Register-ArgumentCompleter -Native -CommandName 'wcon' -ScriptBlock {
             [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'One channel: settings, counts and connected clients')
             [CompletionResult]::new('stats', 'stats', [CompletionResultType]::ParameterValue, 'Counts of one channel (queued, in flight, delivered, expired, dead-lettered)')
             [CompletionResult]::new('disconnect', 'disconnect', [CompletionResultType]::ParameterValue, 'Close one connection of a channel; its in-flight messages go back to the queue')
+            [CompletionResult]::new('rotate-token', 'rotate-token', [CompletionResultType]::ParameterValue, 'Replace a channel''s token; prints the new one once. The old token keeps working for --grace, then connections still using it are closed and it is refused')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -156,6 +185,9 @@ Register-ArgumentCompleter -Native -CommandName 'wcon' -ScriptBlock {
         'wcon;channels;help;disconnect' {
             break
         }
+        'wcon;channels;help;rotate-token' {
+            break
+        }
         'wcon;channels;help;help' {
             break
         }
@@ -164,6 +196,7 @@ Register-ArgumentCompleter -Native -CommandName 'wcon' -ScriptBlock {
             [CompletionResult]::new('--admin-token', '--admin-token', [CompletionResultType]::ParameterName, 'The server''s WEBHOOK_CONNECT_ADMIN_TOKEN')
             [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set')
             [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the server''s JSON instead of a table')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
@@ -183,6 +216,7 @@ Register-ArgumentCompleter -Native -CommandName 'wcon' -ScriptBlock {
             [CompletionResult]::new('--admin-token', '--admin-token', [CompletionResultType]::ParameterName, 'The server''s WEBHOOK_CONNECT_ADMIN_TOKEN')
             [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set')
             [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the server''s JSON instead of a table')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
@@ -195,6 +229,7 @@ Register-ArgumentCompleter -Native -CommandName 'wcon' -ScriptBlock {
             [CompletionResult]::new('--admin-token', '--admin-token', [CompletionResultType]::ParameterName, 'The server''s WEBHOOK_CONNECT_ADMIN_TOKEN')
             [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set')
             [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the server''s JSON instead of a table')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
@@ -209,6 +244,7 @@ Register-ArgumentCompleter -Native -CommandName 'wcon' -ScriptBlock {
             [CompletionResult]::new('--admin-token', '--admin-token', [CompletionResultType]::ParameterName, 'The server''s WEBHOOK_CONNECT_ADMIN_TOKEN')
             [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set')
             [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it')
             [CompletionResult]::new('--all', '--all', [CompletionResultType]::ParameterName, 'Every dead letter of the channel (asks first unless --yes)')
             [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Do not ask for confirmation')
             [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Do not ask for confirmation')
@@ -224,6 +260,7 @@ Register-ArgumentCompleter -Native -CommandName 'wcon' -ScriptBlock {
             [CompletionResult]::new('--admin-token', '--admin-token', [CompletionResultType]::ParameterName, 'The server''s WEBHOOK_CONNECT_ADMIN_TOKEN')
             [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set')
             [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it')
             [CompletionResult]::new('--all', '--all', [CompletionResultType]::ParameterName, 'Every dead letter of the channel')
             [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Do not ask for confirmation')
             [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Do not ask for confirmation')
@@ -257,9 +294,52 @@ Register-ArgumentCompleter -Native -CommandName 'wcon' -ScriptBlock {
         'wcon;dlq;help;help' {
             break
         }
+        'wcon;init' {
+            [CompletionResult]::new('--role', '--role', [CompletionResultType]::ParameterName, 'What to set up')
+            [CompletionResult]::new('--provider', '--provider', [CompletionResultType]::ParameterName, 'Receiver: whose signatures to check')
+            [CompletionResult]::new('--webhook-id', '--webhook-id', [CompletionResultType]::ParameterName, 'Receiver: the webhook id (senders post to /webhook/ID) [default: the provider''s name]')
+            [CompletionResult]::new('--channel', '--channel', [CompletionResultType]::ParameterName, 'The relay channel [default: the webhook id, or `default` for a connector]')
+            [CompletionResult]::new('--hmac-secret', '--hmac-secret', [CompletionResultType]::ParameterName, 'Receiver: the signing secret of the provider (Stripe''s whsec_…, GitHub''s or Shopify''s webhook secret) [default: a generated one, printed once]')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Receiver: the channel token [default: a generated strong token, printed once]. Connector: the channel token [default: {$WCON_TOKEN}, read from the environment]')
+            [CompletionResult]::new('--mode', '--mode', [CompletionResultType]::ParameterName, 'Connector: deliver to an HTTP app, or through output modules')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Connector: URL of `wcon serve` [default: http://localhost:8000]')
+            [CompletionResult]::new('--target', '--target', [CompletionResultType]::ParameterName, 'Connector: where webhooks go [default: http://localhost:3000/webhooks]')
+            [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'Directory to write the files in')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it')
+            [CompletionResult]::new('--force', '--force', [CompletionResultType]::ParameterName, 'Overwrite existing files')
+            [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Take the default answer of every question not given by a flag')
+            [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Take the default answer of every question not given by a flag')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'wcon;send' {
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'URL of `wcon serve` (or WCON_SERVER, or `server` of the profile)')
+            [CompletionResult]::new('-d', '-d', [CompletionResultType]::ParameterName, 'The body: JSON text, @FILE to read a file, or @- for stdin (default: a small JSON test event)')
+            [CompletionResult]::new('--data', '--data', [CompletionResultType]::ParameterName, 'The body: JSON text, @FILE to read a file, or @- for stdin (default: a small JSON test event)')
+            [CompletionResult]::new('--hmac-secret', '--hmac-secret', [CompletionResultType]::ParameterName, 'Sign the body with this shared secret (prefer WCON_HMAC_SECRET: flags show in `ps`)')
+            [CompletionResult]::new('--provider', '--provider', [CompletionResultType]::ParameterName, 'Whose signature scheme to use with --hmac-secret')
+            [CompletionResult]::new('--content-type', '--content-type', [CompletionResultType]::ParameterName, 'Content-Type of the body')
+            [CompletionResult]::new('-H', '-H ', [CompletionResultType]::ParameterName, 'An extra request header, `Name: value`; repeatable')
+            [CompletionResult]::new('--header', '--header', [CompletionResultType]::ParameterName, 'An extra request header, `Name: value`; repeatable')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print `{"status": …, "body": …}` instead of text')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
         'wcon;completions' {
             [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set')
             [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
@@ -271,6 +351,8 @@ Register-ArgumentCompleter -Native -CommandName 'wcon' -ScriptBlock {
             [CompletionResult]::new('tunnel', 'tunnel', [CompletionResultType]::ParameterValue, 'Connect out to a receiver and deliver a channel''s webhooks to a local app')
             [CompletionResult]::new('channels', 'channels', [CompletionResultType]::ParameterValue, 'Inspect relay channels of a running server (admin API)')
             [CompletionResult]::new('dlq', 'dlq', [CompletionResultType]::ParameterValue, 'List, show, replay and purge dead letters of a running server (admin API)')
+            [CompletionResult]::new('init', 'init', [CompletionResultType]::ParameterValue, 'Write a starting config (receiver or connector) from templates, with a strong token')
+            [CompletionResult]::new('send', 'send', [CompletionResultType]::ParameterValue, 'Send a test webhook, signed like Stripe, GitHub or Shopify, and print the answer')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script (bash, zsh, fish, powershell, elvish)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -286,6 +368,7 @@ Register-ArgumentCompleter -Native -CommandName 'wcon' -ScriptBlock {
             [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'One channel: settings, counts and connected clients')
             [CompletionResult]::new('stats', 'stats', [CompletionResultType]::ParameterValue, 'Counts of one channel (queued, in flight, delivered, expired, dead-lettered)')
             [CompletionResult]::new('disconnect', 'disconnect', [CompletionResultType]::ParameterValue, 'Close one connection of a channel; its in-flight messages go back to the queue')
+            [CompletionResult]::new('rotate-token', 'rotate-token', [CompletionResultType]::ParameterValue, 'Replace a channel''s token; prints the new one once. The old token keeps working for --grace, then connections still using it are closed and it is refused')
             break
         }
         'wcon;help;channels;list' {
@@ -298,6 +381,9 @@ Register-ArgumentCompleter -Native -CommandName 'wcon' -ScriptBlock {
             break
         }
         'wcon;help;channels;disconnect' {
+            break
+        }
+        'wcon;help;channels;rotate-token' {
             break
         }
         'wcon;help;dlq' {
@@ -317,6 +403,12 @@ Register-ArgumentCompleter -Native -CommandName 'wcon' -ScriptBlock {
             break
         }
         'wcon;help;dlq;purge' {
+            break
+        }
+        'wcon;help;init' {
+            break
+        }
+        'wcon;help;send' {
             break
         }
         'wcon;help;completions' {

@@ -28,6 +28,12 @@ _wcon() {
             wcon,help)
                 cmd="wcon__subcmd__help"
                 ;;
+            wcon,init)
+                cmd="wcon__subcmd__init"
+                ;;
+            wcon,send)
+                cmd="wcon__subcmd__send"
+                ;;
             wcon,serve)
                 cmd="wcon__subcmd__serve"
                 ;;
@@ -43,6 +49,9 @@ _wcon() {
             wcon__subcmd__channels,list)
                 cmd="wcon__subcmd__channels__subcmd__list"
                 ;;
+            wcon__subcmd__channels,rotate-token)
+                cmd="wcon__subcmd__channels__subcmd__rotate__subcmd__token"
+                ;;
             wcon__subcmd__channels,show)
                 cmd="wcon__subcmd__channels__subcmd__show"
                 ;;
@@ -57,6 +66,9 @@ _wcon() {
                 ;;
             wcon__subcmd__channels__subcmd__help,list)
                 cmd="wcon__subcmd__channels__subcmd__help__subcmd__list"
+                ;;
+            wcon__subcmd__channels__subcmd__help,rotate-token)
+                cmd="wcon__subcmd__channels__subcmd__help__subcmd__rotate__subcmd__token"
                 ;;
             wcon__subcmd__channels__subcmd__help,show)
                 cmd="wcon__subcmd__channels__subcmd__help__subcmd__show"
@@ -106,6 +118,12 @@ _wcon() {
             wcon__subcmd__help,help)
                 cmd="wcon__subcmd__help__subcmd__help"
                 ;;
+            wcon__subcmd__help,init)
+                cmd="wcon__subcmd__help__subcmd__init"
+                ;;
+            wcon__subcmd__help,send)
+                cmd="wcon__subcmd__help__subcmd__send"
+                ;;
             wcon__subcmd__help,serve)
                 cmd="wcon__subcmd__help__subcmd__serve"
                 ;;
@@ -117,6 +135,9 @@ _wcon() {
                 ;;
             wcon__subcmd__help__subcmd__channels,list)
                 cmd="wcon__subcmd__help__subcmd__channels__subcmd__list"
+                ;;
+            wcon__subcmd__help__subcmd__channels,rotate-token)
+                cmd="wcon__subcmd__help__subcmd__channels__subcmd__rotate__subcmd__token"
                 ;;
             wcon__subcmd__help__subcmd__channels,show)
                 cmd="wcon__subcmd__help__subcmd__channels__subcmd__show"
@@ -143,7 +164,7 @@ _wcon() {
 
     case "${cmd}" in
         wcon)
-            opts="-h -V --log-level --log-format --help --version serve tunnel channels dlq completions help"
+            opts="-h -V --log-level --log-format --profile --help --version serve tunnel channels dlq init send completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -157,6 +178,10 @@ _wcon() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --profile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -165,7 +190,7 @@ _wcon() {
             return 0
             ;;
         wcon__subcmd__channels)
-            opts="-h -V --server --admin-token --json --log-level --log-format --help --version list show stats disconnect help"
+            opts="-h -V --server --admin-token --json --log-level --log-format --profile --help --version list show stats disconnect rotate-token help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -187,6 +212,10 @@ _wcon() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --profile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -195,7 +224,7 @@ _wcon() {
             return 0
             ;;
         wcon__subcmd__channels__subcmd__disconnect)
-            opts="-h -V --server --admin-token --json --log-level --log-format --help --version"
+            opts="-h -V --server --admin-token --json --log-level --log-format --profile --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -217,6 +246,10 @@ _wcon() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --profile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -225,7 +258,7 @@ _wcon() {
             return 0
             ;;
         wcon__subcmd__channels__subcmd__help)
-            opts="list show stats disconnect help"
+            opts="list show stats disconnect rotate-token help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -280,6 +313,20 @@ _wcon() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        wcon__subcmd__channels__subcmd__help__subcmd__rotate__subcmd__token)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         wcon__subcmd__channels__subcmd__help__subcmd__show)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
@@ -309,7 +356,7 @@ _wcon() {
             return 0
             ;;
         wcon__subcmd__channels__subcmd__list)
-            opts="-h -V --server --admin-token --json --log-level --log-format --help --version"
+            opts="-h -V --server --admin-token --json --log-level --log-format --profile --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -329,6 +376,48 @@ _wcon() {
                     ;;
                 --log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --profile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        wcon__subcmd__channels__subcmd__rotate__subcmd__token)
+            opts="-h -V --grace --save --server --admin-token --json --log-level --log-format --profile --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --grace)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --admin-token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --profile)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)
@@ -339,7 +428,7 @@ _wcon() {
             return 0
             ;;
         wcon__subcmd__channels__subcmd__show)
-            opts="-h -V --server --admin-token --json --log-level --log-format --help --version"
+            opts="-h -V --server --admin-token --json --log-level --log-format --profile --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -359,6 +448,10 @@ _wcon() {
                     ;;
                 --log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --profile)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)
@@ -369,7 +462,7 @@ _wcon() {
             return 0
             ;;
         wcon__subcmd__channels__subcmd__stats)
-            opts="-h -V --server --admin-token --json --log-level --log-format --help --version"
+            opts="-h -V --server --admin-token --json --log-level --log-format --profile --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -391,6 +484,10 @@ _wcon() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --profile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -399,7 +496,7 @@ _wcon() {
             return 0
             ;;
         wcon__subcmd__completions)
-            opts="-h -V --log-level --log-format --help --version bash elvish fish powershell zsh"
+            opts="-h -V --log-level --log-format --profile --help --version bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -413,6 +510,10 @@ _wcon() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --profile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -421,7 +522,7 @@ _wcon() {
             return 0
             ;;
         wcon__subcmd__dlq)
-            opts="-h -V --server --admin-token --json --log-level --log-format --help --version list show replay purge help"
+            opts="-h -V --server --admin-token --json --log-level --log-format --profile --help --version list show replay purge help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -441,6 +542,10 @@ _wcon() {
                     ;;
                 --log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --profile)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)
@@ -535,7 +640,7 @@ _wcon() {
             return 0
             ;;
         wcon__subcmd__dlq__subcmd__list)
-            opts="-h -V --limit --offset --server --admin-token --json --log-level --log-format --help --version"
+            opts="-h -V --limit --offset --server --admin-token --json --log-level --log-format --profile --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -565,6 +670,10 @@ _wcon() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --profile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -573,7 +682,7 @@ _wcon() {
             return 0
             ;;
         wcon__subcmd__dlq__subcmd__purge)
-            opts="-y -h -V --all --yes --server --admin-token --json --log-level --log-format --help --version"
+            opts="-y -h -V --all --yes --server --admin-token --json --log-level --log-format --profile --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -595,6 +704,10 @@ _wcon() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --profile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -603,7 +716,7 @@ _wcon() {
             return 0
             ;;
         wcon__subcmd__dlq__subcmd__replay)
-            opts="-y -h -V --all --since --until --yes --server --admin-token --json --log-level --log-format --help --version"
+            opts="-y -h -V --all --since --until --yes --server --admin-token --json --log-level --log-format --profile --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -633,6 +746,10 @@ _wcon() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --profile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -641,7 +758,7 @@ _wcon() {
             return 0
             ;;
         wcon__subcmd__dlq__subcmd__show)
-            opts="-h -V --server --admin-token --json --log-level --log-format --help --version"
+            opts="-h -V --server --admin-token --json --log-level --log-format --profile --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -663,6 +780,10 @@ _wcon() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --profile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -671,7 +792,7 @@ _wcon() {
             return 0
             ;;
         wcon__subcmd__help)
-            opts="serve tunnel channels dlq completions help"
+            opts="serve tunnel channels dlq init send completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -685,7 +806,7 @@ _wcon() {
             return 0
             ;;
         wcon__subcmd__help__subcmd__channels)
-            opts="list show stats disconnect"
+            opts="list show stats disconnect rotate-token"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -713,6 +834,20 @@ _wcon() {
             return 0
             ;;
         wcon__subcmd__help__subcmd__channels__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        wcon__subcmd__help__subcmd__channels__subcmd__rotate__subcmd__token)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -852,6 +987,34 @@ _wcon() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        wcon__subcmd__help__subcmd__init)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        wcon__subcmd__help__subcmd__send)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         wcon__subcmd__help__subcmd__serve)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -880,8 +1043,132 @@ _wcon() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        wcon__subcmd__init)
+            opts="-y -h -V --role --provider --webhook-id --channel --hmac-secret --token --mode --server --target --dir --force --yes --log-level --log-format --profile --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --role)
+                    COMPREPLY=($(compgen -W "receiver connector" -- "${cur}"))
+                    return 0
+                    ;;
+                --provider)
+                    COMPREPLY=($(compgen -W "stripe github shopify hmac" -- "${cur}"))
+                    return 0
+                    ;;
+                --webhook-id)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --channel)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --hmac-secret)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --mode)
+                    COMPREPLY=($(compgen -W "http module" -- "${cur}"))
+                    return 0
+                    ;;
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --target)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --profile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        wcon__subcmd__send)
+            opts="-d -H -h -V --server --data --hmac-secret --provider --content-type --header --json --log-level --log-format --profile --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -d)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --hmac-secret)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --provider)
+                    COMPREPLY=($(compgen -W "plain stripe github shopify" -- "${cur}"))
+                    return 0
+                    ;;
+                --content-type)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --header)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -H)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --profile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         wcon__subcmd__serve)
-            opts="-h -V --listen --config-dir --webhooks --connections --data-dir --max-body-bytes --cors-origin --buffer --log-level --log-format --help --version"
+            opts="-h -V --listen --config-dir --webhooks --connections --data-dir --max-body-bytes --cors-origin --check --buffer --log-level --log-format --profile --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -927,6 +1214,10 @@ _wcon() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --profile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -935,7 +1226,7 @@ _wcon() {
             return 0
             ;;
         wcon__subcmd__tunnel)
-            opts="-c -h -V --to --server --token --config --connector-id --webhooks --connections --concurrency --protocol --log-level --log-format --help --version"
+            opts="-c -h -V --to --server --token --config --connector-id --webhooks --connections --concurrency --protocol --check --log-level --log-format --profile --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -987,6 +1278,10 @@ _wcon() {
                     ;;
                 --log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --profile)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)

@@ -20,6 +20,7 @@ set edit:completion:arg-completer[wcon] = {|@words|
         &'wcon'= {
             cand --log-level 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set'
             cand --log-format 'Log format'
+            cand --profile 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
@@ -28,6 +29,8 @@ set edit:completion:arg-completer[wcon] = {|@words|
             cand tunnel 'Connect out to a receiver and deliver a channel''s webhooks to a local app'
             cand channels 'Inspect relay channels of a running server (admin API)'
             cand dlq 'List, show, replay and purge dead letters of a running server (admin API)'
+            cand init 'Write a starting config (receiver or connector) from templates, with a strong token'
+            cand send 'Send a test webhook, signed like Stripe, GitHub or Shopify, and print the answer'
             cand completions 'Print a shell completion script (bash, zsh, fish, powershell, elvish)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -42,6 +45,8 @@ set edit:completion:arg-completer[wcon] = {|@words|
             cand --buffer 'Buffer backend'
             cand --log-level 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set'
             cand --log-format 'Log format'
+            cand --profile 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it'
+            cand --check 'Validate webhooks.json and connections.json, reach every connection once, print one line per item and exit (0 when all pass, 1 otherwise) without serving'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
@@ -60,6 +65,8 @@ set edit:completion:arg-completer[wcon] = {|@words|
             cand --protocol 'Streaming transport: websocket (default), sse, long_poll, or auto (WebSocket, falling back to SSE, then long-poll, and going back up later). CONNECTOR_PROTOCOL in the env'
             cand --log-level 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set'
             cand --log-format 'Log format'
+            cand --profile 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it'
+            cand --check 'Validate the settings, reach the server''s status endpoint with the token, every HTTP target and every connection once, print one line per item and exit (0 when all pass, 1 otherwise) without streaming'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
@@ -70,6 +77,7 @@ set edit:completion:arg-completer[wcon] = {|@words|
             cand --admin-token 'The server''s WEBHOOK_CONNECT_ADMIN_TOKEN'
             cand --log-level 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set'
             cand --log-format 'Log format'
+            cand --profile 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it'
             cand --json 'Print the server''s JSON instead of a table'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
@@ -79,6 +87,7 @@ set edit:completion:arg-completer[wcon] = {|@words|
             cand show 'One channel: settings, counts and connected clients'
             cand stats 'Counts of one channel (queued, in flight, delivered, expired, dead-lettered)'
             cand disconnect 'Close one connection of a channel; its in-flight messages go back to the queue'
+            cand rotate-token 'Replace a channel''s token; prints the new one once. The old token keeps working for --grace, then connections still using it are closed and it is refused'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'wcon;channels;list'= {
@@ -86,6 +95,7 @@ set edit:completion:arg-completer[wcon] = {|@words|
             cand --admin-token 'The server''s WEBHOOK_CONNECT_ADMIN_TOKEN'
             cand --log-level 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set'
             cand --log-format 'Log format'
+            cand --profile 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it'
             cand --json 'Print the server''s JSON instead of a table'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
@@ -97,6 +107,7 @@ set edit:completion:arg-completer[wcon] = {|@words|
             cand --admin-token 'The server''s WEBHOOK_CONNECT_ADMIN_TOKEN'
             cand --log-level 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set'
             cand --log-format 'Log format'
+            cand --profile 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it'
             cand --json 'Print the server''s JSON instead of a table'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
@@ -108,6 +119,7 @@ set edit:completion:arg-completer[wcon] = {|@words|
             cand --admin-token 'The server''s WEBHOOK_CONNECT_ADMIN_TOKEN'
             cand --log-level 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set'
             cand --log-format 'Log format'
+            cand --profile 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it'
             cand --json 'Print the server''s JSON instead of a table'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
@@ -119,6 +131,21 @@ set edit:completion:arg-completer[wcon] = {|@words|
             cand --admin-token 'The server''s WEBHOOK_CONNECT_ADMIN_TOKEN'
             cand --log-level 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set'
             cand --log-format 'Log format'
+            cand --profile 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it'
+            cand --json 'Print the server''s JSON instead of a table'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'wcon;channels;rotate-token'= {
+            cand --grace 'How long the old token stays valid, e.g. 1h, 30m, 90s, 0 (at most 30 days)'
+            cand --server 'URL of `wcon serve`, e.g. https://hooks.example.com'
+            cand --admin-token 'The server''s WEBHOOK_CONNECT_ADMIN_TOKEN'
+            cand --log-level 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set'
+            cand --log-format 'Log format'
+            cand --profile 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it'
+            cand --save 'Also store the new token in the profile''s config.toml (channel_tokens)'
             cand --json 'Print the server''s JSON instead of a table'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
@@ -130,6 +157,7 @@ set edit:completion:arg-completer[wcon] = {|@words|
             cand show 'One channel: settings, counts and connected clients'
             cand stats 'Counts of one channel (queued, in flight, delivered, expired, dead-lettered)'
             cand disconnect 'Close one connection of a channel; its in-flight messages go back to the queue'
+            cand rotate-token 'Replace a channel''s token; prints the new one once. The old token keeps working for --grace, then connections still using it are closed and it is refused'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'wcon;channels;help;list'= {
@@ -140,6 +168,8 @@ set edit:completion:arg-completer[wcon] = {|@words|
         }
         &'wcon;channels;help;disconnect'= {
         }
+        &'wcon;channels;help;rotate-token'= {
+        }
         &'wcon;channels;help;help'= {
         }
         &'wcon;dlq'= {
@@ -147,6 +177,7 @@ set edit:completion:arg-completer[wcon] = {|@words|
             cand --admin-token 'The server''s WEBHOOK_CONNECT_ADMIN_TOKEN'
             cand --log-level 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set'
             cand --log-format 'Log format'
+            cand --profile 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it'
             cand --json 'Print the server''s JSON instead of a table'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
@@ -165,6 +196,7 @@ set edit:completion:arg-completer[wcon] = {|@words|
             cand --admin-token 'The server''s WEBHOOK_CONNECT_ADMIN_TOKEN'
             cand --log-level 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set'
             cand --log-format 'Log format'
+            cand --profile 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it'
             cand --json 'Print the server''s JSON instead of a table'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
@@ -176,6 +208,7 @@ set edit:completion:arg-completer[wcon] = {|@words|
             cand --admin-token 'The server''s WEBHOOK_CONNECT_ADMIN_TOKEN'
             cand --log-level 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set'
             cand --log-format 'Log format'
+            cand --profile 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it'
             cand --json 'Print the server''s JSON instead of a table'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
@@ -189,6 +222,7 @@ set edit:completion:arg-completer[wcon] = {|@words|
             cand --admin-token 'The server''s WEBHOOK_CONNECT_ADMIN_TOKEN'
             cand --log-level 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set'
             cand --log-format 'Log format'
+            cand --profile 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it'
             cand --all 'Every dead letter of the channel (asks first unless --yes)'
             cand -y 'Do not ask for confirmation'
             cand --yes 'Do not ask for confirmation'
@@ -203,6 +237,7 @@ set edit:completion:arg-completer[wcon] = {|@words|
             cand --admin-token 'The server''s WEBHOOK_CONNECT_ADMIN_TOKEN'
             cand --log-level 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set'
             cand --log-format 'Log format'
+            cand --profile 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it'
             cand --all 'Every dead letter of the channel'
             cand -y 'Do not ask for confirmation'
             cand --yes 'Do not ask for confirmation'
@@ -229,9 +264,50 @@ set edit:completion:arg-completer[wcon] = {|@words|
         }
         &'wcon;dlq;help;help'= {
         }
+        &'wcon;init'= {
+            cand --role 'What to set up'
+            cand --provider 'Receiver: whose signatures to check'
+            cand --webhook-id 'Receiver: the webhook id (senders post to /webhook/ID) [default: the provider''s name]'
+            cand --channel 'The relay channel [default: the webhook id, or `default` for a connector]'
+            cand --hmac-secret 'Receiver: the signing secret of the provider (Stripe''s whsec_…, GitHub''s or Shopify''s webhook secret) [default: a generated one, printed once]'
+            cand --token 'Receiver: the channel token [default: a generated strong token, printed once]. Connector: the channel token [default: {$WCON_TOKEN}, read from the environment]'
+            cand --mode 'Connector: deliver to an HTTP app, or through output modules'
+            cand --server 'Connector: URL of `wcon serve` [default: http://localhost:8000]'
+            cand --target 'Connector: where webhooks go [default: http://localhost:3000/webhooks]'
+            cand --dir 'Directory to write the files in'
+            cand --log-level 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set'
+            cand --log-format 'Log format'
+            cand --profile 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it'
+            cand --force 'Overwrite existing files'
+            cand -y 'Take the default answer of every question not given by a flag'
+            cand --yes 'Take the default answer of every question not given by a flag'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'wcon;send'= {
+            cand --server 'URL of `wcon serve` (or WCON_SERVER, or `server` of the profile)'
+            cand -d 'The body: JSON text, @FILE to read a file, or @- for stdin (default: a small JSON test event)'
+            cand --data 'The body: JSON text, @FILE to read a file, or @- for stdin (default: a small JSON test event)'
+            cand --hmac-secret 'Sign the body with this shared secret (prefer WCON_HMAC_SECRET: flags show in `ps`)'
+            cand --provider 'Whose signature scheme to use with --hmac-secret'
+            cand --content-type 'Content-Type of the body'
+            cand -H 'An extra request header, `Name: value`; repeatable'
+            cand --header 'An extra request header, `Name: value`; repeatable'
+            cand --log-level 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set'
+            cand --log-format 'Log format'
+            cand --profile 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it'
+            cand --json 'Print `{"status": …, "body": …}` instead of text'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'wcon;completions'= {
             cand --log-level 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set'
             cand --log-format 'Log format'
+            cand --profile 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
@@ -242,6 +318,8 @@ set edit:completion:arg-completer[wcon] = {|@words|
             cand tunnel 'Connect out to a receiver and deliver a channel''s webhooks to a local app'
             cand channels 'Inspect relay channels of a running server (admin API)'
             cand dlq 'List, show, replay and purge dead letters of a running server (admin API)'
+            cand init 'Write a starting config (receiver or connector) from templates, with a strong token'
+            cand send 'Send a test webhook, signed like Stripe, GitHub or Shopify, and print the answer'
             cand completions 'Print a shell completion script (bash, zsh, fish, powershell, elvish)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -254,6 +332,7 @@ set edit:completion:arg-completer[wcon] = {|@words|
             cand show 'One channel: settings, counts and connected clients'
             cand stats 'Counts of one channel (queued, in flight, delivered, expired, dead-lettered)'
             cand disconnect 'Close one connection of a channel; its in-flight messages go back to the queue'
+            cand rotate-token 'Replace a channel''s token; prints the new one once. The old token keeps working for --grace, then connections still using it are closed and it is refused'
         }
         &'wcon;help;channels;list'= {
         }
@@ -262,6 +341,8 @@ set edit:completion:arg-completer[wcon] = {|@words|
         &'wcon;help;channels;stats'= {
         }
         &'wcon;help;channels;disconnect'= {
+        }
+        &'wcon;help;channels;rotate-token'= {
         }
         &'wcon;help;dlq'= {
             cand list 'Dead letters of a channel, oldest first, with why they died'
@@ -276,6 +357,10 @@ set edit:completion:arg-completer[wcon] = {|@words|
         &'wcon;help;dlq;replay'= {
         }
         &'wcon;help;dlq;purge'= {
+        }
+        &'wcon;help;init'= {
+        }
+        &'wcon;help;send'= {
         }
         &'wcon;help;completions'= {
         }

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_wcon_global_optspecs
-    string join \n log-level= log-format= h/help V/version
+    string join \n log-level= log-format= profile= h/help V/version
 end
 
 function __fish_wcon_needs_command
@@ -27,12 +27,15 @@ end
 complete -c wcon -n "__fish_wcon_needs_command" -l log-level -d 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set' -r
 complete -c wcon -n "__fish_wcon_needs_command" -l log-format -d 'Log format' -r -f -a "text\t'For people'
 json\t'One JSON object per line'"
+complete -c wcon -n "__fish_wcon_needs_command" -l profile -d 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it' -r
 complete -c wcon -n "__fish_wcon_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c wcon -n "__fish_wcon_needs_command" -s V -l version -d 'Print version'
 complete -c wcon -n "__fish_wcon_needs_command" -f -a "serve" -d 'Run the public receiver: accept webhooks, store them durably, stream them to connectors'
 complete -c wcon -n "__fish_wcon_needs_command" -f -a "tunnel" -d 'Connect out to a receiver and deliver a channel\'s webhooks to a local app'
 complete -c wcon -n "__fish_wcon_needs_command" -f -a "channels" -d 'Inspect relay channels of a running server (admin API)'
 complete -c wcon -n "__fish_wcon_needs_command" -f -a "dlq" -d 'List, show, replay and purge dead letters of a running server (admin API)'
+complete -c wcon -n "__fish_wcon_needs_command" -f -a "init" -d 'Write a starting config (receiver or connector) from templates, with a strong token'
+complete -c wcon -n "__fish_wcon_needs_command" -f -a "send" -d 'Send a test webhook, signed like Stripe, GitHub or Shopify, and print the answer'
 complete -c wcon -n "__fish_wcon_needs_command" -f -a "completions" -d 'Print a shell completion script (bash, zsh, fish, powershell, elvish)'
 complete -c wcon -n "__fish_wcon_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c wcon -n "__fish_wcon_using_subcommand serve" -l listen -d 'Address to listen on' -r
@@ -48,6 +51,8 @@ rabbitmq\t'RabbitMQ queues'"
 complete -c wcon -n "__fish_wcon_using_subcommand serve" -l log-level -d 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set' -r
 complete -c wcon -n "__fish_wcon_using_subcommand serve" -l log-format -d 'Log format' -r -f -a "text\t'For people'
 json\t'One JSON object per line'"
+complete -c wcon -n "__fish_wcon_using_subcommand serve" -l profile -d 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it' -r
+complete -c wcon -n "__fish_wcon_using_subcommand serve" -l check -d 'Validate webhooks.json and connections.json, reach every connection once, print one line per item and exit (0 when all pass, 1 otherwise) without serving'
 complete -c wcon -n "__fish_wcon_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c wcon -n "__fish_wcon_using_subcommand serve" -s V -l version -d 'Print version'
 complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -l to -d 'Where to deliver: a port, host:port, or an http(s) URL with a path' -r
@@ -65,26 +70,31 @@ auto\t''"
 complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -l log-level -d 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set' -r
 complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -l log-format -d 'Log format' -r -f -a "text\t'For people'
 json\t'One JSON object per line'"
+complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -l profile -d 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it' -r
+complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -l check -d 'Validate the settings, reach the server\'s status endpoint with the token, every HTTP target and every connection once, print one line per item and exit (0 when all pass, 1 otherwise) without streaming'
 complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -s V -l version -d 'Print version'
-complete -c wcon -n "__fish_wcon_using_subcommand channels; and not __fish_seen_subcommand_from list show stats disconnect help" -l server -d 'URL of `wcon serve`, e.g. https://hooks.example.com' -r
-complete -c wcon -n "__fish_wcon_using_subcommand channels; and not __fish_seen_subcommand_from list show stats disconnect help" -l admin-token -d 'The server\'s WEBHOOK_CONNECT_ADMIN_TOKEN' -r
-complete -c wcon -n "__fish_wcon_using_subcommand channels; and not __fish_seen_subcommand_from list show stats disconnect help" -l log-level -d 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set' -r
-complete -c wcon -n "__fish_wcon_using_subcommand channels; and not __fish_seen_subcommand_from list show stats disconnect help" -l log-format -d 'Log format' -r -f -a "text\t'For people'
+complete -c wcon -n "__fish_wcon_using_subcommand channels; and not __fish_seen_subcommand_from list show stats disconnect rotate-token help" -l server -d 'URL of `wcon serve`, e.g. https://hooks.example.com' -r
+complete -c wcon -n "__fish_wcon_using_subcommand channels; and not __fish_seen_subcommand_from list show stats disconnect rotate-token help" -l admin-token -d 'The server\'s WEBHOOK_CONNECT_ADMIN_TOKEN' -r
+complete -c wcon -n "__fish_wcon_using_subcommand channels; and not __fish_seen_subcommand_from list show stats disconnect rotate-token help" -l log-level -d 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set' -r
+complete -c wcon -n "__fish_wcon_using_subcommand channels; and not __fish_seen_subcommand_from list show stats disconnect rotate-token help" -l log-format -d 'Log format' -r -f -a "text\t'For people'
 json\t'One JSON object per line'"
-complete -c wcon -n "__fish_wcon_using_subcommand channels; and not __fish_seen_subcommand_from list show stats disconnect help" -l json -d 'Print the server\'s JSON instead of a table'
-complete -c wcon -n "__fish_wcon_using_subcommand channels; and not __fish_seen_subcommand_from list show stats disconnect help" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c wcon -n "__fish_wcon_using_subcommand channels; and not __fish_seen_subcommand_from list show stats disconnect help" -s V -l version -d 'Print version'
-complete -c wcon -n "__fish_wcon_using_subcommand channels; and not __fish_seen_subcommand_from list show stats disconnect help" -f -a "list" -d 'Every channel with its webhooks, connected clients and limits'
-complete -c wcon -n "__fish_wcon_using_subcommand channels; and not __fish_seen_subcommand_from list show stats disconnect help" -f -a "show" -d 'One channel: settings, counts and connected clients'
-complete -c wcon -n "__fish_wcon_using_subcommand channels; and not __fish_seen_subcommand_from list show stats disconnect help" -f -a "stats" -d 'Counts of one channel (queued, in flight, delivered, expired, dead-lettered)'
-complete -c wcon -n "__fish_wcon_using_subcommand channels; and not __fish_seen_subcommand_from list show stats disconnect help" -f -a "disconnect" -d 'Close one connection of a channel; its in-flight messages go back to the queue'
-complete -c wcon -n "__fish_wcon_using_subcommand channels; and not __fish_seen_subcommand_from list show stats disconnect help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c wcon -n "__fish_wcon_using_subcommand channels; and not __fish_seen_subcommand_from list show stats disconnect rotate-token help" -l profile -d 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it' -r
+complete -c wcon -n "__fish_wcon_using_subcommand channels; and not __fish_seen_subcommand_from list show stats disconnect rotate-token help" -l json -d 'Print the server\'s JSON instead of a table'
+complete -c wcon -n "__fish_wcon_using_subcommand channels; and not __fish_seen_subcommand_from list show stats disconnect rotate-token help" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c wcon -n "__fish_wcon_using_subcommand channels; and not __fish_seen_subcommand_from list show stats disconnect rotate-token help" -s V -l version -d 'Print version'
+complete -c wcon -n "__fish_wcon_using_subcommand channels; and not __fish_seen_subcommand_from list show stats disconnect rotate-token help" -f -a "list" -d 'Every channel with its webhooks, connected clients and limits'
+complete -c wcon -n "__fish_wcon_using_subcommand channels; and not __fish_seen_subcommand_from list show stats disconnect rotate-token help" -f -a "show" -d 'One channel: settings, counts and connected clients'
+complete -c wcon -n "__fish_wcon_using_subcommand channels; and not __fish_seen_subcommand_from list show stats disconnect rotate-token help" -f -a "stats" -d 'Counts of one channel (queued, in flight, delivered, expired, dead-lettered)'
+complete -c wcon -n "__fish_wcon_using_subcommand channels; and not __fish_seen_subcommand_from list show stats disconnect rotate-token help" -f -a "disconnect" -d 'Close one connection of a channel; its in-flight messages go back to the queue'
+complete -c wcon -n "__fish_wcon_using_subcommand channels; and not __fish_seen_subcommand_from list show stats disconnect rotate-token help" -f -a "rotate-token" -d 'Replace a channel\'s token; prints the new one once. The old token keeps working for --grace, then connections still using it are closed and it is refused'
+complete -c wcon -n "__fish_wcon_using_subcommand channels; and not __fish_seen_subcommand_from list show stats disconnect rotate-token help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from list" -l server -d 'URL of `wcon serve`, e.g. https://hooks.example.com' -r
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from list" -l admin-token -d 'The server\'s WEBHOOK_CONNECT_ADMIN_TOKEN' -r
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from list" -l log-level -d 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set' -r
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from list" -l log-format -d 'Log format' -r -f -a "text\t'For people'
 json\t'One JSON object per line'"
+complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from list" -l profile -d 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it' -r
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from list" -l json -d 'Print the server\'s JSON instead of a table'
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
@@ -93,6 +103,7 @@ complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subc
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from show" -l log-level -d 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set' -r
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from show" -l log-format -d 'Log format' -r -f -a "text\t'For people'
 json\t'One JSON object per line'"
+complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from show" -l profile -d 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it' -r
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from show" -l json -d 'Print the server\'s JSON instead of a table'
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from show" -s V -l version -d 'Print version'
@@ -101,6 +112,7 @@ complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subc
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from stats" -l log-level -d 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set' -r
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from stats" -l log-format -d 'Log format' -r -f -a "text\t'For people'
 json\t'One JSON object per line'"
+complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from stats" -l profile -d 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it' -r
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from stats" -l json -d 'Print the server\'s JSON instead of a table'
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from stats" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from stats" -s V -l version -d 'Print version'
@@ -109,19 +121,33 @@ complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subc
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from disconnect" -l log-level -d 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set' -r
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from disconnect" -l log-format -d 'Log format' -r -f -a "text\t'For people'
 json\t'One JSON object per line'"
+complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from disconnect" -l profile -d 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it' -r
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from disconnect" -l json -d 'Print the server\'s JSON instead of a table'
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from disconnect" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from disconnect" -s V -l version -d 'Print version'
+complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from rotate-token" -l grace -d 'How long the old token stays valid, e.g. 1h, 30m, 90s, 0 (at most 30 days)' -r
+complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from rotate-token" -l server -d 'URL of `wcon serve`, e.g. https://hooks.example.com' -r
+complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from rotate-token" -l admin-token -d 'The server\'s WEBHOOK_CONNECT_ADMIN_TOKEN' -r
+complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from rotate-token" -l log-level -d 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set' -r
+complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from rotate-token" -l log-format -d 'Log format' -r -f -a "text\t'For people'
+json\t'One JSON object per line'"
+complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from rotate-token" -l profile -d 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it' -r
+complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from rotate-token" -l save -d 'Also store the new token in the profile\'s config.toml (channel_tokens)'
+complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from rotate-token" -l json -d 'Print the server\'s JSON instead of a table'
+complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from rotate-token" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from rotate-token" -s V -l version -d 'Print version'
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from help" -f -a "list" -d 'Every channel with its webhooks, connected clients and limits'
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from help" -f -a "show" -d 'One channel: settings, counts and connected clients'
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from help" -f -a "stats" -d 'Counts of one channel (queued, in flight, delivered, expired, dead-lettered)'
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from help" -f -a "disconnect" -d 'Close one connection of a channel; its in-flight messages go back to the queue'
+complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from help" -f -a "rotate-token" -d 'Replace a channel\'s token; prints the new one once. The old token keeps working for --grace, then connections still using it are closed and it is refused'
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and not __fish_seen_subcommand_from list show replay purge help" -l server -d 'URL of `wcon serve`, e.g. https://hooks.example.com' -r
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and not __fish_seen_subcommand_from list show replay purge help" -l admin-token -d 'The server\'s WEBHOOK_CONNECT_ADMIN_TOKEN' -r
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and not __fish_seen_subcommand_from list show replay purge help" -l log-level -d 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set' -r
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and not __fish_seen_subcommand_from list show replay purge help" -l log-format -d 'Log format' -r -f -a "text\t'For people'
 json\t'One JSON object per line'"
+complete -c wcon -n "__fish_wcon_using_subcommand dlq; and not __fish_seen_subcommand_from list show replay purge help" -l profile -d 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it' -r
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and not __fish_seen_subcommand_from list show replay purge help" -l json -d 'Print the server\'s JSON instead of a table'
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and not __fish_seen_subcommand_from list show replay purge help" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and not __fish_seen_subcommand_from list show replay purge help" -s V -l version -d 'Print version'
@@ -137,6 +163,7 @@ complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcomman
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from list" -l log-level -d 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set' -r
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from list" -l log-format -d 'Log format' -r -f -a "text\t'For people'
 json\t'One JSON object per line'"
+complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from list" -l profile -d 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it' -r
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from list" -l json -d 'Print the server\'s JSON instead of a table'
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
@@ -145,6 +172,7 @@ complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcomman
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from show" -l log-level -d 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set' -r
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from show" -l log-format -d 'Log format' -r -f -a "text\t'For people'
 json\t'One JSON object per line'"
+complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from show" -l profile -d 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it' -r
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from show" -l json -d 'Print the server\'s JSON instead of a table'
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from show" -s V -l version -d 'Print version'
@@ -155,6 +183,7 @@ complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcomman
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from replay" -l log-level -d 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set' -r
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from replay" -l log-format -d 'Log format' -r -f -a "text\t'For people'
 json\t'One JSON object per line'"
+complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from replay" -l profile -d 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it' -r
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from replay" -l all -d 'Every dead letter of the channel (asks first unless --yes)'
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from replay" -s y -l yes -d 'Do not ask for confirmation'
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from replay" -l json -d 'Print the server\'s JSON instead of a table'
@@ -165,6 +194,7 @@ complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcomman
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from purge" -l log-level -d 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set' -r
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from purge" -l log-format -d 'Log format' -r -f -a "text\t'For people'
 json\t'One JSON object per line'"
+complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from purge" -l profile -d 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it' -r
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from purge" -l all -d 'Every dead letter of the channel'
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from purge" -s y -l yes -d 'Do not ask for confirmation'
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from purge" -l json -d 'Print the server\'s JSON instead of a table'
@@ -175,21 +205,64 @@ complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcomman
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from help" -f -a "replay" -d 'Put dead letters back in the queue, with their attempts reset'
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from help" -f -a "purge" -d 'Delete dead letters for good (asks first unless --yes)'
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c wcon -n "__fish_wcon_using_subcommand init" -l role -d 'What to set up' -r -f -a "receiver\t'The public side: webhooks.json for `wcon serve`'
+connector\t'The private side: connector.json for `wcon tunnel --config`'"
+complete -c wcon -n "__fish_wcon_using_subcommand init" -l provider -d 'Receiver: whose signatures to check' -r -f -a "stripe\t'Stripe-Signature (t=…,v1=…), 5 minutes tolerance'
+github\t'X-Hub-Signature-256 (sha256=…)'
+shopify\t'X-Shopify-Hmac-Sha256 (base64)'
+hmac\t'X-HMAC-Signature: hex HMAC-SHA256 of the body'"
+complete -c wcon -n "__fish_wcon_using_subcommand init" -l webhook-id -d 'Receiver: the webhook id (senders post to /webhook/ID) [default: the provider\'s name]' -r
+complete -c wcon -n "__fish_wcon_using_subcommand init" -l channel -d 'The relay channel [default: the webhook id, or `default` for a connector]' -r
+complete -c wcon -n "__fish_wcon_using_subcommand init" -l hmac-secret -d 'Receiver: the signing secret of the provider (Stripe\'s whsec_…, GitHub\'s or Shopify\'s webhook secret) [default: a generated one, printed once]' -r
+complete -c wcon -n "__fish_wcon_using_subcommand init" -l token -d 'Receiver: the channel token [default: a generated strong token, printed once]. Connector: the channel token [default: {$WCON_TOKEN}, read from the environment]' -r
+complete -c wcon -n "__fish_wcon_using_subcommand init" -l mode -d 'Connector: deliver to an HTTP app, or through output modules' -r -f -a "http\t'POST each webhook to a local HTTP app'
+module\t'Run output modules (webhooks.json + connections.json next to connector.json)'"
+complete -c wcon -n "__fish_wcon_using_subcommand init" -l server -d 'Connector: URL of `wcon serve` [default: http://localhost:8000]' -r
+complete -c wcon -n "__fish_wcon_using_subcommand init" -l target -d 'Connector: where webhooks go [default: http://localhost:3000/webhooks]' -r
+complete -c wcon -n "__fish_wcon_using_subcommand init" -l dir -d 'Directory to write the files in' -r -F
+complete -c wcon -n "__fish_wcon_using_subcommand init" -l log-level -d 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set' -r
+complete -c wcon -n "__fish_wcon_using_subcommand init" -l log-format -d 'Log format' -r -f -a "text\t'For people'
+json\t'One JSON object per line'"
+complete -c wcon -n "__fish_wcon_using_subcommand init" -l profile -d 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it' -r
+complete -c wcon -n "__fish_wcon_using_subcommand init" -l force -d 'Overwrite existing files'
+complete -c wcon -n "__fish_wcon_using_subcommand init" -s y -l yes -d 'Take the default answer of every question not given by a flag'
+complete -c wcon -n "__fish_wcon_using_subcommand init" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c wcon -n "__fish_wcon_using_subcommand init" -s V -l version -d 'Print version'
+complete -c wcon -n "__fish_wcon_using_subcommand send" -l server -d 'URL of `wcon serve` (or WCON_SERVER, or `server` of the profile)' -r
+complete -c wcon -n "__fish_wcon_using_subcommand send" -s d -l data -d 'The body: JSON text, @FILE to read a file, or @- for stdin (default: a small JSON test event)' -r
+complete -c wcon -n "__fish_wcon_using_subcommand send" -l hmac-secret -d 'Sign the body with this shared secret (prefer WCON_HMAC_SECRET: flags show in `ps`)' -r
+complete -c wcon -n "__fish_wcon_using_subcommand send" -l provider -d 'Whose signature scheme to use with --hmac-secret' -r -f -a "plain\t'`X-HMAC-Signature: <hex HMAC-SHA256>` (the `plain` format)'
+stripe\t'`Stripe-Signature: t=…,v1=…`'
+github\t'`X-Hub-Signature-256: sha256=…`'
+shopify\t'`X-Shopify-Hmac-Sha256: <base64>`'"
+complete -c wcon -n "__fish_wcon_using_subcommand send" -l content-type -d 'Content-Type of the body' -r
+complete -c wcon -n "__fish_wcon_using_subcommand send" -s H -l header -d 'An extra request header, `Name: value`; repeatable' -r
+complete -c wcon -n "__fish_wcon_using_subcommand send" -l log-level -d 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set' -r
+complete -c wcon -n "__fish_wcon_using_subcommand send" -l log-format -d 'Log format' -r -f -a "text\t'For people'
+json\t'One JSON object per line'"
+complete -c wcon -n "__fish_wcon_using_subcommand send" -l profile -d 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it' -r
+complete -c wcon -n "__fish_wcon_using_subcommand send" -l json -d 'Print `{"status": …, "body": …}` instead of text'
+complete -c wcon -n "__fish_wcon_using_subcommand send" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c wcon -n "__fish_wcon_using_subcommand send" -s V -l version -d 'Print version'
 complete -c wcon -n "__fish_wcon_using_subcommand completions" -l log-level -d 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set' -r
 complete -c wcon -n "__fish_wcon_using_subcommand completions" -l log-format -d 'Log format' -r -f -a "text\t'For people'
 json\t'One JSON object per line'"
+complete -c wcon -n "__fish_wcon_using_subcommand completions" -l profile -d 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it' -r
 complete -c wcon -n "__fish_wcon_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c wcon -n "__fish_wcon_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c wcon -n "__fish_wcon_using_subcommand help; and not __fish_seen_subcommand_from serve tunnel channels dlq completions help" -f -a "serve" -d 'Run the public receiver: accept webhooks, store them durably, stream them to connectors'
-complete -c wcon -n "__fish_wcon_using_subcommand help; and not __fish_seen_subcommand_from serve tunnel channels dlq completions help" -f -a "tunnel" -d 'Connect out to a receiver and deliver a channel\'s webhooks to a local app'
-complete -c wcon -n "__fish_wcon_using_subcommand help; and not __fish_seen_subcommand_from serve tunnel channels dlq completions help" -f -a "channels" -d 'Inspect relay channels of a running server (admin API)'
-complete -c wcon -n "__fish_wcon_using_subcommand help; and not __fish_seen_subcommand_from serve tunnel channels dlq completions help" -f -a "dlq" -d 'List, show, replay and purge dead letters of a running server (admin API)'
-complete -c wcon -n "__fish_wcon_using_subcommand help; and not __fish_seen_subcommand_from serve tunnel channels dlq completions help" -f -a "completions" -d 'Print a shell completion script (bash, zsh, fish, powershell, elvish)'
-complete -c wcon -n "__fish_wcon_using_subcommand help; and not __fish_seen_subcommand_from serve tunnel channels dlq completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c wcon -n "__fish_wcon_using_subcommand help; and not __fish_seen_subcommand_from serve tunnel channels dlq init send completions help" -f -a "serve" -d 'Run the public receiver: accept webhooks, store them durably, stream them to connectors'
+complete -c wcon -n "__fish_wcon_using_subcommand help; and not __fish_seen_subcommand_from serve tunnel channels dlq init send completions help" -f -a "tunnel" -d 'Connect out to a receiver and deliver a channel\'s webhooks to a local app'
+complete -c wcon -n "__fish_wcon_using_subcommand help; and not __fish_seen_subcommand_from serve tunnel channels dlq init send completions help" -f -a "channels" -d 'Inspect relay channels of a running server (admin API)'
+complete -c wcon -n "__fish_wcon_using_subcommand help; and not __fish_seen_subcommand_from serve tunnel channels dlq init send completions help" -f -a "dlq" -d 'List, show, replay and purge dead letters of a running server (admin API)'
+complete -c wcon -n "__fish_wcon_using_subcommand help; and not __fish_seen_subcommand_from serve tunnel channels dlq init send completions help" -f -a "init" -d 'Write a starting config (receiver or connector) from templates, with a strong token'
+complete -c wcon -n "__fish_wcon_using_subcommand help; and not __fish_seen_subcommand_from serve tunnel channels dlq init send completions help" -f -a "send" -d 'Send a test webhook, signed like Stripe, GitHub or Shopify, and print the answer'
+complete -c wcon -n "__fish_wcon_using_subcommand help; and not __fish_seen_subcommand_from serve tunnel channels dlq init send completions help" -f -a "completions" -d 'Print a shell completion script (bash, zsh, fish, powershell, elvish)'
+complete -c wcon -n "__fish_wcon_using_subcommand help; and not __fish_seen_subcommand_from serve tunnel channels dlq init send completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c wcon -n "__fish_wcon_using_subcommand help; and __fish_seen_subcommand_from channels" -f -a "list" -d 'Every channel with its webhooks, connected clients and limits'
 complete -c wcon -n "__fish_wcon_using_subcommand help; and __fish_seen_subcommand_from channels" -f -a "show" -d 'One channel: settings, counts and connected clients'
 complete -c wcon -n "__fish_wcon_using_subcommand help; and __fish_seen_subcommand_from channels" -f -a "stats" -d 'Counts of one channel (queued, in flight, delivered, expired, dead-lettered)'
 complete -c wcon -n "__fish_wcon_using_subcommand help; and __fish_seen_subcommand_from channels" -f -a "disconnect" -d 'Close one connection of a channel; its in-flight messages go back to the queue'
+complete -c wcon -n "__fish_wcon_using_subcommand help; and __fish_seen_subcommand_from channels" -f -a "rotate-token" -d 'Replace a channel\'s token; prints the new one once. The old token keeps working for --grace, then connections still using it are closed and it is refused'
 complete -c wcon -n "__fish_wcon_using_subcommand help; and __fish_seen_subcommand_from dlq" -f -a "list" -d 'Dead letters of a channel, oldest first, with why they died'
 complete -c wcon -n "__fish_wcon_using_subcommand help; and __fish_seen_subcommand_from dlq" -f -a "show" -d 'One dead letter in full: headers, body and the last error'
 complete -c wcon -n "__fish_wcon_using_subcommand help; and __fish_seen_subcommand_from dlq" -f -a "replay" -d 'Put dead letters back in the queue, with their attempts reset'

@@ -206,6 +206,35 @@ fn mac(algorithm: HmacAlgorithm, key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
     }
 }
 
+/// Signs `body` the way the sender of `format` does, with SHA-256 and the default header:
+/// returns the header name and its value (`now` is Stripe's `t`). `wcon send` uses it to make
+/// test webhooks that the receiver accepts.
+pub fn sign(format: HmacFormat, secret: &str, body: &[u8], now: u64) -> (&'static str, String) {
+    let key = secret.as_bytes();
+    match format {
+        HmacFormat::Plain => (
+            "X-HMAC-Signature",
+            hex::encode(mac(HmacAlgorithm::Sha256, key, &[body])),
+        ),
+        HmacFormat::Github => (
+            "X-Hub-Signature-256",
+            format!(
+                "sha256={}",
+                hex::encode(mac(HmacAlgorithm::Sha256, key, &[body]))
+            ),
+        ),
+        HmacFormat::Stripe => {
+            let t = now.to_string();
+            let sig = mac(HmacAlgorithm::Sha256, key, &[t.as_bytes(), b".", body]);
+            ("Stripe-Signature", format!("t={t},v1={}", hex::encode(sig)))
+        }
+        HmacFormat::Shopify => (
+            "X-Shopify-Hmac-Sha256",
+            STANDARD.encode(mac(HmacAlgorithm::Sha256, key, &[body])),
+        ),
+    }
+}
+
 fn same(expected: &[u8], got: &[u8]) -> bool {
     expected.ct_eq(got).into()
 }
@@ -323,6 +352,29 @@ mod tests {
         let mut m = ::hmac::Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).unwrap();
         m.update(msg);
         m.finalize().into_bytes().to_vec()
+    }
+
+    #[tokio::test]
+    async fn what_sign_makes_is_accepted_for_every_format() {
+        for (format, name) in [
+            (HmacFormat::Plain, "plain"),
+            (HmacFormat::Github, "github"),
+            (HmacFormat::Stripe, "stripe"),
+            (HmacFormat::Shopify, "shopify"),
+        ] {
+            let (header, value) = sign(format, "s3cret", BODY, unix_now());
+            let config = json!({"secret": "s3cret", "format": name});
+            check(config.clone(), &[(header, value.as_str())], BODY)
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+            let (_, wrong) = sign(format, "other", BODY, unix_now());
+            assert!(
+                check(config, &[(header, wrong.as_str())], BODY)
+                    .await
+                    .is_err(),
+                "{name}"
+            );
+        }
     }
 
     #[test]

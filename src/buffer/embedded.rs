@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     Buffer, BufferError, BufferStats, ChannelSettings, DeadLetter, DeadReason, DeadSelection,
-    InFlight, NackOutcome, NewMessage, Stored,
+    InFlight, NackOutcome, NewMessage, Stored, TokenRotation,
 };
 use crate::message::{Message, MessageMeta, decode_meta};
 use crate::protocol::{ChannelName, ConnectionId, MessageId};
@@ -954,6 +954,36 @@ impl Buffer for Embedded {
         Ok(ids)
     }
 
+    async fn token_rotation(
+        &self,
+        name: &ChannelName,
+    ) -> Result<Option<TokenRotation>, BufferError> {
+        let Some(raw) = self
+            .inner
+            .store
+            .meta
+            .get(meta_key("token", name))
+            .map_err(storage)?
+        else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&raw).map(Some).map_err(|e| {
+            storage(format!(
+                "the stored token rotation of `{name}` is unreadable: {e}"
+            ))
+        })
+    }
+
+    async fn save_token_rotation(
+        &self,
+        name: &ChannelName,
+        rotation: &TokenRotation,
+    ) -> Result<(), BufferError> {
+        let value = serde_json::to_vec(rotation).expect("a token rotation serialises");
+        self.write(vec![Op::Put(Space::Meta, meta_key("token", name), value)])
+            .await
+    }
+
     async fn healthy(&self) -> bool {
         !self.inner.stop.is_cancelled() && self.write(Vec::new()).await.is_ok()
     }
@@ -1277,6 +1307,30 @@ mod tests {
             (stats.messages_dead_lettered, stats.messages_queued),
             (0, 0)
         );
+    }
+
+    #[tokio::test]
+    async fn token_rotations_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = ChannelName::from("c");
+        let rotation = TokenRotation {
+            current_sha256: "ab".repeat(32),
+            previous_sha256: Some("cd".repeat(32)),
+            previous_valid_until: Some(Utc::now()),
+            rotated_at: Utc::now(),
+        };
+        {
+            let b = open(dir.path(), settings("c")).await;
+            assert_eq!(b.token_rotation(&name).await.unwrap(), None);
+            b.save_token_rotation(&name, &rotation).await.unwrap();
+            assert_eq!(
+                b.token_rotation(&name).await.unwrap(),
+                Some(rotation.clone())
+            );
+            b.close().await;
+        }
+        let b = open(dir.path(), settings("c")).await;
+        assert_eq!(b.token_rotation(&name).await.unwrap(), Some(rotation));
     }
 
     #[tokio::test]

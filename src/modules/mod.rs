@@ -25,6 +25,7 @@ use crate::protocol::{MessageId, WebhookId};
 pub mod connections;
 pub mod network;
 pub mod pipeline;
+pub mod reach;
 pub mod registry;
 pub mod retry;
 pub mod settings;

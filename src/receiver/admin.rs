@@ -1,5 +1,6 @@
 //! The admin API under `/admin/webhook-connect`: channels, their stats, queued and in-flight
-//! messages, dead letters (list, detail, replay, purge), connections (disconnect) and overview.
+//! messages, dead letters (list, detail, replay, purge), token rotation, connections
+//! (disconnect) and overview.
 //!
 //! Owns admin authentication (bearer `WEBHOOK_CONNECT_ADMIN_TOKEN`, constant time; 403 when no
 //! admin token is configured) and the original's response shapes. It does not store anything
@@ -42,6 +43,7 @@ pub fn router() -> Router<Arc<AppState>> {
         )
         .route("/channels/{channel}/dead-letters/{id}", get(dead_letter))
         .route("/channels/{channel}/messages", get(messages))
+        .route("/channels/{channel}/rotate-token", post(rotate_token))
         .route(
             "/channels/{channel}/connections/{connection}",
             delete(disconnect),
@@ -470,6 +472,75 @@ async fn disconnect(
     conn.close.cancel();
     tracing::info!(channel = %c.name(), connection = %id, "connection closed by an administrator");
     Ok(Json(json!({"status": "disconnected", "connection_id": id})))
+}
+
+/// Longest grace period a rotation accepts: 30 days.
+const MAX_GRACE_SECONDS: u64 = 30 * 24 * 3600;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RotateBody {
+    #[serde(default = "default_grace")]
+    grace_period_seconds: u64,
+}
+
+fn default_grace() -> u64 {
+    3600
+}
+
+/// `POST /channels/{ch}/rotate-token` (also `/admin/channels/{ch}/rotate-token`): a new token,
+/// shown once; the old one stays valid for `grace_period_seconds` (default 3600, 0 = refused
+/// at once). An empty body takes the default.
+pub async fn rotate_token(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers)?;
+    let c = channel(&state, &name)?;
+    let body: RotateBody = if body.iter().all(u8::is_ascii_whitespace) {
+        RotateBody {
+            grace_period_seconds: default_grace(),
+        }
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                format!(
+                    r#"{e}; send {{"grace_period_seconds": N}} with N from 0 to {MAX_GRACE_SECONDS}"#
+                ),
+            )
+        })?
+    };
+    if body.grace_period_seconds > MAX_GRACE_SECONDS {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_grace_period",
+            format!("`grace_period_seconds` must be at most {MAX_GRACE_SECONDS} (30 days)"),
+        ));
+    }
+    let grace = std::time::Duration::from_secs(body.grace_period_seconds);
+    let rotated = super::tokens::rotate(&state, &c, grace)
+        .await
+        .map_err(|e| {
+            tracing::error!(channel = %c.name(), error = %e, "cannot store a token rotation");
+            ApiError::unavailable(
+                "buffer_unavailable",
+                "the rotation cannot be stored; the old token stays in force",
+                5,
+            )
+        })?;
+    let expires = rfc3339(rotated.old_token_expires_at);
+    Ok(Json(json!({
+        "channel": c.name(),
+        "new_token": rotated.new_token.expose(),
+        "old_token_expires_at": expires,
+        "message": format!(
+            "Token rotated. The old token is valid until {expires}; update your connectors with the new token, it is shown only once."
+        ),
+    })))
 }
 
 async fn overview(

@@ -1,8 +1,9 @@
 //! The receiver's channels: their settings, token checks and the live connections on each.
 //!
 //! Owns which connector may stream which channel (bearer channel token, constant time; an
-//! unknown channel looks exactly like a bad token) and `max_connections`. Messages themselves
-//! live in the buffer, not here.
+//! unknown channel looks exactly like a bad token; after a rotation the new token, and the
+//! previous one until its grace deadline) and `max_connections`. Messages themselves live in the
+//! buffer, not here.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -14,6 +15,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
+use crate::buffer::TokenRotation;
 use crate::config::RelayConfig;
 use crate::protocol::{ChannelName, ConnectionId, ConnectorId};
 
@@ -22,9 +24,37 @@ use crate::protocol::{ChannelName, ConnectionId, ConnectorId};
 pub struct Channel {
     /// Its settings from webhooks.json.
     pub config: RelayConfig,
-    token_digest: [u8; 32],
+    tokens: Mutex<Tokens>,
+    /// Held while a rotation is written, so that two rotations do not interleave.
+    pub rotating: tokio::sync::Mutex<()>,
     created_at: DateTime<Utc>,
     connections: Mutex<HashMap<ConnectionId, Arc<Connection>>>,
+}
+
+/// The token digests a channel accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Tokens {
+    current: [u8; 32],
+    /// The replaced token and the end of its grace period.
+    previous: Option<([u8; 32], DateTime<Utc>)>,
+}
+
+impl Tokens {
+    /// Whether `presented` is accepted at `now`, in constant time over both digests.
+    fn accepts(&self, presented: &[u8; 32], now: DateTime<Utc>) -> bool {
+        let current: bool = subtle::ConstantTimeEq::ct_eq(&presented[..], &self.current[..]).into();
+        let (previous_digest, valid) = match &self.previous {
+            Some((d, until)) => (*d, now < *until),
+            None => ([0u8; 32], false),
+        };
+        let previous: bool =
+            subtle::ConstantTimeEq::ct_eq(&presented[..], &previous_digest[..]).into();
+        current | (previous & valid)
+    }
+}
+
+fn decode_digest(hex_digest: &str) -> Option<[u8; 32]> {
+    hex::decode(hex_digest).ok()?.try_into().ok()
 }
 
 /// A live streaming connection.
@@ -47,8 +77,10 @@ pub struct Connection {
     pub messages_acked: AtomicU64,
     /// Nacks received on it.
     pub messages_nacked: AtomicU64,
-    /// Cancelled to close the connection (admin disconnect, shutdown).
+    /// Cancelled to close the connection (admin disconnect, token expiry, shutdown).
     pub close: CancellationToken,
+    /// Digest of the token it authenticated with.
+    token_digest: [u8; 32],
 }
 
 impl Connection {
@@ -107,7 +139,8 @@ pub struct Channels {
     channels: BTreeMap<ChannelName, Arc<Channel>>,
 }
 
-fn digest(token: &str) -> [u8; 32] {
+/// The SHA-256 digest of a channel token, as channels compare and store them.
+pub fn token_digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
@@ -118,7 +151,11 @@ impl Channels {
             .into_iter()
             .map(|(name, config)| {
                 let channel = Channel {
-                    token_digest: digest(config.channel_token.expose()),
+                    tokens: Mutex::new(Tokens {
+                        current: token_digest(config.channel_token.expose()),
+                        previous: None,
+                    }),
+                    rotating: tokio::sync::Mutex::new(()),
                     config,
                     created_at: Utc::now(),
                     connections: Mutex::new(HashMap::new()),
@@ -132,14 +169,20 @@ impl Channels {
     /// The channel, if `token` is its token. An unknown channel and a wrong token are the same
     /// `None`, so connectors cannot enumerate channels.
     pub fn authenticate(&self, name: &str, token: &str) -> Option<Arc<Channel>> {
-        let presented = digest(token);
-        // Compare against a dummy digest for unknown channels so timing does not tell them apart.
-        let (channel, expected) = match self.channels.get(&ChannelName::from(name)) {
-            Some(c) => (Some(c), c.token_digest),
-            None => (None, [0u8; 32]),
+        let presented = token_digest(token);
+        // Compare against dummy digests for unknown channels so timing does not tell them apart.
+        let (channel, tokens) = match self.channels.get(&ChannelName::from(name)) {
+            Some(c) => (Some(c), c.tokens.lock().expect("tokens lock").clone()),
+            None => (
+                None,
+                Tokens {
+                    current: [0u8; 32],
+                    previous: None,
+                },
+            ),
         };
-        let equal: bool = subtle::ConstantTimeEq::ct_eq(&presented[..], &expected[..]).into();
-        channel.filter(|_| equal).cloned()
+        let accepted = tokens.accepts(&presented, Utc::now());
+        channel.filter(|_| accepted).cloned()
     }
 
     /// A channel by name, for the admin API.
@@ -174,9 +217,47 @@ impl Channel {
         self.created_at
     }
 
-    /// Admits a connection unless the channel is at `max_connections`.
+    /// Takes a rotation (from the admin API or the buffer) as the channel's tokens: its current
+    /// token replaces the config file's. Returns whether anything changed; a rotation whose
+    /// digests are not 64 hex characters is ignored with `false`.
+    pub fn apply_rotation(&self, rotation: &TokenRotation) -> bool {
+        let Some(current) = decode_digest(&rotation.current_sha256) else {
+            return false;
+        };
+        let previous = match (&rotation.previous_sha256, rotation.previous_valid_until) {
+            (Some(d), Some(until)) => decode_digest(d).map(|d| (d, until)),
+            _ => None,
+        };
+        let new = Tokens { current, previous };
+        let mut tokens = self.tokens.lock().expect("tokens lock");
+        let changed = *tokens != new;
+        *tokens = new;
+        changed
+    }
+
+    /// The digest of the token in force now (lowercase hex).
+    pub fn current_token_sha256(&self) -> String {
+        hex::encode(self.tokens.lock().expect("tokens lock").current)
+    }
+
+    /// Live connections whose token the channel no longer accepts at `now` (a rotated token
+    /// past its grace period).
+    pub fn connections_with_expired_tokens(&self, now: DateTime<Utc>) -> Vec<Arc<Connection>> {
+        let tokens = self.tokens.lock().expect("tokens lock").clone();
+        self.connections
+            .lock()
+            .expect("connections lock")
+            .values()
+            .filter(|c| !tokens.accepts(&c.token_digest, now))
+            .cloned()
+            .collect()
+    }
+
+    /// Admits a connection unless the channel is at `max_connections`. `token_digest` is the
+    /// digest of the token it authenticated with (see [`token_digest`]).
     pub fn attach(
         &self,
+        token_digest: [u8; 32],
         protocol: &'static str,
         connector_id: Option<ConnectorId>,
         remote_ip: IpAddr,
@@ -203,6 +284,7 @@ impl Channel {
             messages_acked: AtomicU64::new(0),
             messages_nacked: AtomicU64::new(0),
             close: shutdown.child_token(),
+            token_digest,
         });
         connections.insert(id, connection.clone());
         Ok(connection)
@@ -307,12 +389,55 @@ mod tests {
         let ch = c.get("c").unwrap();
         let stop = CancellationToken::new();
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
-        let first = ch.attach("websocket", None, ip, &stop).unwrap();
+        let t = token_digest("right-token");
+        let first = ch.attach(t, "websocket", None, ip, &stop).unwrap();
         assert_eq!(
-            ch.attach("websocket", None, ip, &stop).unwrap_err(),
+            ch.attach(t, "websocket", None, ip, &stop).unwrap_err(),
             AttachError::Full
         );
         ch.detach(&first.id);
-        assert!(ch.attach("websocket", None, ip, &stop).is_ok());
+        assert!(ch.attach(t, "websocket", None, ip, &stop).is_ok());
+    }
+
+    #[test]
+    fn a_rotation_replaces_the_token_and_keeps_the_old_one_until_its_deadline() {
+        let c = channels(5);
+        let ch = c.get("c").unwrap();
+        let stop = CancellationToken::new();
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let old = ch
+            .attach(token_digest("right-token"), "websocket", None, ip, &stop)
+            .unwrap();
+        let now = Utc::now();
+        let until = now + chrono::Duration::seconds(60);
+        let rotation = TokenRotation {
+            current_sha256: hex::encode(token_digest("new-token")),
+            previous_sha256: Some(ch.current_token_sha256()),
+            previous_valid_until: Some(until),
+            rotated_at: now,
+        };
+        assert!(ch.apply_rotation(&rotation));
+        assert!(
+            !ch.apply_rotation(&rotation),
+            "the same rotation changes nothing"
+        );
+        assert!(c.authenticate("c", "new-token").is_some());
+        assert!(c.authenticate("c", "right-token").is_some(), "in grace");
+        assert!(ch.connections_with_expired_tokens(now).is_empty());
+        let expired = ch.connections_with_expired_tokens(until);
+        assert_eq!(expired.len(), 1);
+        assert_eq!(expired[0].id, old.id);
+
+        let ended = TokenRotation {
+            previous_valid_until: Some(now - chrono::Duration::seconds(1)),
+            ..rotation
+        };
+        ch.apply_rotation(&ended);
+        assert!(c.authenticate("c", "right-token").is_none(), "after grace");
+        assert!(c.authenticate("c", "new-token").is_some());
+        assert!(!ch.apply_rotation(&TokenRotation {
+            current_sha256: "not hex".into(),
+            ..ended
+        }));
     }
 }

@@ -11,10 +11,12 @@ pub mod dispatch;
 pub mod forms;
 pub mod ingest;
 pub mod json_limits;
+pub mod openapi;
 pub mod rate_limit;
 pub mod schema;
 pub mod security;
 pub mod stream;
+pub mod tokens;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -93,6 +95,7 @@ pub fn router(state: Arc<AppState>, cors_origins: Vec<http::HeaderValue>) -> Rou
     let routes = Router::new()
         .route("/", get(root))
         .route("/health", get(health))
+        .route("/openapi.json", get(openapi::serve))
         .route("/webhook/{id}", post(ingest::ingest))
         .route("/webhook/{namespace}/{id}", post(ingest::ingest_namespaced))
         .route("/connect/stream/{channel}", get(stream::ws::connect))
@@ -101,6 +104,10 @@ pub fn router(state: Arc<AppState>, cors_origins: Vec<http::HeaderValue>) -> Rou
         .route("/connect/ack", post(stream::ack::ack))
         .route("/connect/status/{channel}", get(stream::ack::status))
         .nest("/admin/webhook-connect", admin::router())
+        .route(
+            "/admin/channels/{channel}/rotate-token",
+            post(admin::rotate_token),
+        )
         // Ingest enforces each webhook's own body limit while reading.
         .layer(DefaultBodyLimit::disable())
         .with_state(state);
@@ -144,7 +151,9 @@ pub async fn run(
         shutdown: shutdown.clone(),
         streams: TaskTracker::new(),
     });
+    tokens::load(&state).await.map_err(ReceiverError::Buffer)?;
     let dispatchers = TaskTracker::new();
+    dispatchers.spawn(tokens::watch(state.clone(), shutdown.clone()));
     dispatch::spawn_all(&state.webhooks, &buffer, &shutdown, &dispatchers);
     let app = router(state.clone(), config.cors_origins)
         .into_make_service_with_connect_info::<SocketAddr>();

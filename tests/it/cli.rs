@@ -19,6 +19,12 @@ async fn wcon(args: &[&str], env: &[(&str, &str)]) -> Out {
     cmd.args(args)
         .env_remove("WCON_SERVER")
         .env_remove("WCON_ADMIN_TOKEN")
+        .env_remove("WCON_PROFILE")
+        // No profile of the developer's config.toml may fill in a missing flag.
+        .env(
+            "WCON_CONFIG_DIR",
+            std::env::temp_dir().join("wcon-test-no-config"),
+        )
         .env("NO_COLOR", "1")
         .env("COLUMNS", "100")
         .stdin(std::process::Stdio::null());
@@ -133,6 +139,12 @@ async fn dlq_list_show_replay_and_purge_through_the_cli() {
         "the body is shown: {}",
         show.stdout
     );
+    let list_json = admin_cmd(&serve, &["dlq", "list", "ops", "--json"]).await;
+    with_filters!({
+        insta::assert_snapshot!("dlq_list", list.stdout);
+        insta::assert_snapshot!("dlq_show", show.stdout);
+        insta::assert_snapshot!("dlq_list_json", list_json.stdout);
+    });
     let missing = admin_cmd(&serve, &["dlq", "show", "ops", "msg_0000000000000000"]).await;
     assert_eq!(missing.code, 1);
     assert!(missing.stderr.contains("404"), "{}", missing.stderr);
@@ -186,9 +198,15 @@ async fn dlq_list_show_replay_and_purge_through_the_cli() {
     assert_eq!(channels.code, 0, "{}", channels.stderr);
     let stats = admin_cmd(&serve, &["channels", "stats", "ops", "--json"]).await;
     assert_eq!(stats.code, 0, "{}", stats.stderr);
+    let stats_table = admin_cmd(&serve, &["channels", "stats", "ops"]).await;
+    let list_json = admin_cmd(&serve, &["channels", "list", "--json"]).await;
+    let show = admin_cmd(&serve, &["channels", "show", "ops"]).await;
     with_filters!({
         insta::assert_snapshot!("channels_list", channels.stdout);
         insta::assert_snapshot!("channels_stats_json", stats.stdout);
+        insta::assert_snapshot!("channels_stats", stats_table.stdout);
+        insta::assert_snapshot!("channels_list_json", list_json.stdout);
+        insta::assert_snapshot!("channels_show", show.stdout);
     });
 }
 
@@ -310,26 +328,44 @@ async fn a_wrong_admin_token_is_a_runtime_error() {
     );
 }
 
+/// The subcommands a `--help` text lists (without `help`).
+fn subcommands(help: &str) -> Vec<String> {
+    help.lines()
+        .skip_while(|l| l.trim() != "Commands:")
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .map(str::to_string)
+        .collect()
+}
+
 #[tokio::test]
 async fn help_snapshots() {
     let mut settings = insta::Settings::clone_current();
     settings.add_filter(r"wcon \d+\.\d+\.\d+", "wcon [VERSION]");
     let _guard = settings.bind_to_scope();
-    for args in [
-        &["channels", "--help"][..],
-        &["channels", "list", "--help"],
-        &["channels", "show", "--help"],
-        &["channels", "stats", "--help"],
-        &["channels", "disconnect", "--help"],
-        &["dlq", "--help"],
-        &["dlq", "list", "--help"],
-        &["dlq", "show", "--help"],
-        &["dlq", "replay", "--help"],
-        &["dlq", "purge", "--help"],
-    ] {
-        let out = wcon(args, &[]).await;
-        assert_eq!(out.code, 0, "{}", out.stderr);
-        let name = format!("help_{}", args[..args.len() - 1].join("_"));
+    // Every command and subcommand, found from `wcon --help` down.
+    let mut queue: Vec<Vec<String>> = vec![Vec::new()];
+    let mut seen = 0;
+    while let Some(path) = queue.pop() {
+        let mut args: Vec<&str> = path.iter().map(String::as_str).collect();
+        args.push("--help");
+        let out = wcon(&args, &[]).await;
+        assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
+        let name = if path.is_empty() {
+            "help_wcon".to_string()
+        } else {
+            format!("help_{}", path.join("_"))
+        };
         insta::assert_snapshot!(name, out.stdout);
+        seen += 1;
+        for sub in subcommands(&out.stdout) {
+            let mut next = path.clone();
+            next.push(sub);
+            queue.push(next);
+        }
     }
+    assert!(seen >= 17, "every command was found: {seen}");
 }

@@ -9,9 +9,11 @@ mod errors;
 mod faults;
 mod frames;
 mod hardening;
+mod init;
 #[cfg(all(feature = "postgres", feature = "kafka"))]
 mod module_e2e;
 mod modules;
 mod relay;
+mod rotate;
 mod support;
 mod transports;

@@ -17,7 +17,7 @@ use serde::Deserialize;
 
 use super::AppState;
 use super::api_error::ApiError;
-use super::channels::{AttachError, Channel, Connection};
+use super::channels::{AttachError, Channel, Connection, token_digest};
 use crate::protocol::ConnectorId;
 
 /// `?token=` fallback for clients that cannot set headers.
@@ -62,10 +62,13 @@ pub fn authenticate(
 }
 
 /// Admits a connection to an authenticated channel unless it is at `max_connections` (503).
+/// The connection remembers which token it presented, so that it is closed when that token's
+/// grace period after a rotation ends.
 pub fn attach(
     state: &AppState,
     channel: &Channel,
     headers: &HeaderMap,
+    query: &TokenQuery,
     protocol: &'static str,
     remote_ip: IpAddr,
 ) -> Result<Arc<Connection>, ApiError> {
@@ -74,8 +77,9 @@ pub fn attach(
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 128)
         .map(|v| ConnectorId(v.to_string()));
+    let token = token_digest(presented_token(headers, query).unwrap_or_default());
     channel
-        .attach(protocol, connector_id, remote_ip, &state.shutdown)
+        .attach(token, protocol, connector_id, remote_ip, &state.shutdown)
         .map_err(|AttachError::Full| {
             ApiError::unavailable(
                 "max_connections",

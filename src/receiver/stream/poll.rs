@@ -76,7 +76,7 @@ pub async fn poll(
     let channel = authenticate(&state, &channel, &headers, &token, peer.ip())?;
     let timeout = bounded("timeout", query.timeout.as_deref(), 30, 60)?;
     let max_messages = bounded("max_messages", query.max_messages.as_deref(), 10, 100)?;
-    let connection = attach(&state, &channel, &headers, "long_poll", peer.ip())?;
+    let connection = attach(&state, &channel, &headers, &token, "long_poll", peer.ip())?;
     let _detach = Detach(&channel, connection.id.clone());
     // One poll holds at most `max_in_flight` leases, like any other connection.
     let limit = (max_messages as u32)

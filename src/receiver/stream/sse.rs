@@ -35,7 +35,7 @@ pub async fn connect(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let channel = authenticate(&state, &channel, &headers, &query, peer.ip())?;
-    let connection = attach(&state, &channel, &headers, "sse", peer.ip())?;
+    let connection = attach(&state, &channel, &headers, &query, "sse", peer.ip())?;
     let (tx, rx) = mpsc::channel::<Result<Event, Infallible>>(QUEUED_EVENTS);
     state
         .streams

@@ -47,7 +47,7 @@ pub async fn connect(
             "this endpoint needs a WebSocket upgrade",
         )
     })?;
-    let connection = attach(&state, &channel, &headers, "websocket", peer.ip())?;
+    let connection = attach(&state, &channel, &headers, &query, "websocket", peer.ip())?;
     let tracker = state.streams.clone();
     Ok(upgrade
         .max_message_size(MAX_CONNECTOR_FRAME)
