@@ -303,7 +303,7 @@ pub async fn run(args: Args, profile: Option<&str>) -> Result<ExitCode, Failure>
                 replayed.extend(v["message_ids"].as_array().cloned().unwrap_or_default());
                 bar.inc(batch.len() as u64);
             }
-            bar.finish_and_clear();
+            bar.finish();
             if json {
                 print_json(&json!({
                     "channel": channel,

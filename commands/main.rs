@@ -100,7 +100,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
-            Command::Tunnel(args) => tunnel::run(args).await,
+            Command::Tunnel(args) => tunnel::run(args, cli.profile.as_deref()).await,
             Command::Channels(args) => channels::run(args, cli.profile.as_deref()).await,
             Command::Dlq(args) => dlq::run(args, cli.profile.as_deref()).await,
             Command::Init(args) => init::run(args).await,

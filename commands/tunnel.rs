@@ -15,8 +15,9 @@ use crate::Failure;
 
 /// Connect out to a receiver and deliver a channel's webhooks to a local app.
 ///
-/// Settings come from, lowest to highest: defaults, --config FILE (connector.json), CONNECTOR_*
-/// environment variables (and WCON_SERVER, WCON_TOKEN), then flags.
+/// Settings come from, lowest to highest: defaults, the --profile of config.toml (`server`, and
+/// the channel's saved token), --config FILE (connector.json), CONNECTOR_* environment variables
+/// (and WCON_SERVER, WCON_TOKEN), then flags.
 ///
 /// Example: wcon tunnel stripe-payments --to localhost:3000 --server https://hooks.example.com
 #[derive(Debug, clap::Args)]
@@ -58,11 +59,12 @@ pub struct Args {
     check: bool,
 }
 
-pub async fn run(args: Args) -> Result<ExitCode, Failure> {
+pub async fn run(args: Args, profile: Option<&str>) -> Result<ExitCode, Failure> {
+    let profile = crate::profile::load(profile)?;
     if args.check {
-        return Ok(crate::check::tunnel(build_config(&args)).await);
+        return Ok(crate::check::tunnel(build_config(&args, &profile)).await);
     }
-    let config = build_config(&args).map_err(Failure::usage)?;
+    let config = build_config(&args, &profile).map_err(Failure::usage)?;
     let delivery = engine::Deliverer::from_config(&config).map_err(Failure::usage)?;
     let shutdown = CancellationToken::new();
     let (events_tx, events_rx) = mpsc::unbounded_channel();
@@ -79,8 +81,11 @@ pub async fn run(args: Args) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn build_config(args: &Args) -> anyhow::Result<ConnectorConfig> {
-    let mut layers: Vec<Layer> = Vec::new();
+fn build_config(
+    args: &Args,
+    profile: &crate::profile::Selected,
+) -> anyhow::Result<ConnectorConfig> {
+    let mut layers: Vec<Layer> = vec![profile_layer(args, profile)];
     let file_name = match &args.config {
         Some(path) => {
             layers.push(connector::file_layer(path)?);
@@ -129,6 +134,23 @@ fn build_config(args: &Args) -> anyhow::Result<ConnectorConfig> {
     }
     layers.push(flags);
     Ok(ConnectorConfig::from_layers(&file_name, &layers)?)
+}
+
+/// What the profile gives: the server, and the token saved for the channel named on the
+/// command line (`wcon channels rotate-token --save`).
+fn profile_layer(args: &Args, profile: &crate::profile::Selected) -> Layer {
+    let mut layer = Layer::new();
+    if let Some(server) = &profile.profile.server {
+        layer.insert("cloud_url".into(), json!(server));
+    }
+    if let Some(token) = args
+        .channel
+        .as_ref()
+        .and_then(|c| profile.profile.channel_tokens.get(c))
+    {
+        layer.insert("token".into(), json!(token));
+    }
+    layer
 }
 
 async fn print_events(mut events: mpsc::UnboundedReceiver<Event>) {

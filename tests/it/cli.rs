@@ -328,6 +328,124 @@ async fn a_wrong_admin_token_is_a_runtime_error() {
     );
 }
 
+/// Runs `wcon ARGS` with stderr on a pseudo-terminal; returns (exit code, stdout, what the
+/// terminal got).
+#[cfg(target_os = "linux")]
+async fn wcon_with_tty_stderr(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    use std::io::Read as _;
+    use std::os::fd::{FromRawFd as _, OwnedFd};
+    let (mut master, mut slave) = (0, 0);
+    let ok = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(ok, 0, "a pseudo-terminal opens");
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_wcon"));
+    cmd.args(args)
+        .env_remove("WCON_SERVER")
+        .env_remove("WCON_ADMIN_TOKEN")
+        .env_remove("WCON_PROFILE")
+        .env(
+            "WCON_CONFIG_DIR",
+            std::env::temp_dir().join("wcon-test-no-config"),
+        )
+        .env("TERM", "xterm")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::from(slave));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    // Read the terminal while the command runs: Linux may drop what is unread once the last
+    // slave descriptor closes.
+    let mut terminal = std::fs::File::from(master);
+    let reader = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = terminal.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        got
+    });
+    // Not `output()`: it would replace stderr with a pipe.
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("wcon runs");
+    let out = child.wait_with_output().await.expect("wcon ends");
+    drop(cmd);
+    let got = reader
+        .join()
+        .expect("the reader ends when the terminal closes");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&got).into_owned(),
+    )
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bulk_replay_shows_a_progress_bar_on_a_terminal_only() {
+    let dir = temp_dir();
+    let serve = Wcon::serve(&relay("hook", "ops", json!({})), dir.path(), &[]);
+    let sink = Sink::start().await;
+    sink.set_status(400);
+    let mut tunnel = Wcon::tunnel("ops", serve.addr.unwrap(), &sink.target(), &[]);
+    for i in 0..3 {
+        send(&serve, &format!(r#"{{"n":{i}}}"#)).await;
+    }
+    wait_dead(&serve, 3).await;
+    // Nobody takes the replayed messages: they stay queued, so each replay is counted once.
+    tunnel.kill9();
+    let server = serve.url("");
+    let env = [
+        ("WCON_SERVER", server.as_str()),
+        ("WCON_ADMIN_TOKEN", "admin-secret-token"),
+    ];
+
+    let piped = wcon(
+        &["dlq", "replay", "ops", "--since", "2000-01-01T00:00:00Z"],
+        &env,
+    )
+    .await;
+    assert_eq!(
+        (piped.code, piped.stdout.trim()),
+        (0, "replayed 3 message(s) of ops"),
+        "{}",
+        piped.stderr
+    );
+    assert_eq!(piped.stderr, "", "nothing but the result on a pipe");
+    let queued = admin_get(&serve, "/channels/ops/stats").await;
+    assert_eq!(
+        (
+            queued["messages_queued"].as_u64(),
+            queued["messages_dead_lettered"].as_u64()
+        ),
+        (Some(3), Some(0))
+    );
+
+    // Dead-letter them again through a tunnel, then replay on a terminal.
+    let _tunnel = Wcon::tunnel("ops", serve.addr.unwrap(), &sink.target(), &[]);
+    wait_dead(&serve, 3).await;
+    let (code, stdout, terminal) =
+        wcon_with_tty_stderr(&["dlq", "replay", "ops", "--all", "--yes"], &env).await;
+    assert_eq!(code, 0, "{terminal}");
+    assert_eq!(stdout.trim(), "replayed 3 message(s) of ops");
+    assert!(
+        terminal.contains("replaying"),
+        "a bar was drawn: {terminal:?}"
+    );
+}
+
 /// The subcommands a `--help` text lists (without `help`).
 fn subcommands(help: &str) -> Vec<String> {
     help.lines()

@@ -16,6 +16,9 @@ async fn wcon(args: &[&str], env: &[(&str, &str)], config_dir: &Path) -> (i32, S
         .env_remove("WCON_SERVER")
         .env_remove("WCON_ADMIN_TOKEN")
         .env_remove("WCON_PROFILE")
+        .env_remove("WCON_TOKEN")
+        .env_remove("CONNECTOR_TOKEN")
+        .env_remove("CONNECTOR_CLOUD_URL")
         .env("WCON_CONFIG_DIR", config_dir)
         .env("NO_COLOR", "1")
         .stdin(std::process::Stdio::null());
@@ -315,6 +318,26 @@ async fn profiles_give_server_and_token_and_save_rotated_tokens() {
         assert_eq!(mode & 0o077, 0, "config.toml holds secrets: {mode:o}");
     }
     assert_eq!(status_with(&serve, &token).await, 200);
+
+    // The tunnel takes the server and the saved token from the profile.
+    let sink = Sink::start().await;
+    let target = sink.target();
+    let (code, stdout, stderr) = wcon(
+        &[
+            "--profile",
+            "prod",
+            "tunnel",
+            "ops",
+            "--to",
+            &target,
+            "--check",
+        ],
+        &[],
+        config.path(),
+    )
+    .await;
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("ok    server"), "{stdout}");
 
     let (code, _, stderr) = wcon(
         &[
