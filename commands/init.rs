@@ -299,16 +299,17 @@ fn receiver(w: &Wizard, args: &Args) -> Result<Plan, Failure> {
     check_name("the webhook id", &webhook_id)?;
     let channel = w.text(args.channel.clone(), "Relay channel", webhook_id.clone())?;
     check_name("the channel", &channel)?;
-    let generated_secret = args.hmac_secret.is_none();
+    let default_secret = secret(if provider == Provider::Stripe {
+        "whsec_"
+    } else {
+        ""
+    });
     let hmac_secret = w.text(
         args.hmac_secret.clone(),
         "Signing secret (from the provider's dashboard)",
-        secret(if provider == Provider::Stripe {
-            "whsec_"
-        } else {
-            ""
-        }),
+        default_secret.clone(),
     )?;
+    let generated_secret = hmac_secret == default_secret;
     let generated_token = args.token.is_none();
     let token = args.token.clone().unwrap_or_else(crate_token);
     let values = [

@@ -362,3 +362,105 @@ async fn checks_fail_with_exit_1_and_say_which_item() {
     assert_eq!(code, 1, "the target is still down: {stdout}");
     assert!(stdout.contains("ok    server"), "{stdout}");
 }
+
+/// Answers the wizard's questions on a pseudo-terminal, each once its prompt is shown.
+#[cfg(target_os = "linux")]
+#[test]
+fn init_asks_each_question_on_a_terminal() {
+    use std::io::{Read as _, Write as _};
+    use std::os::fd::{FromRawFd as _, OwnedFd};
+    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
+
+    let dir = temp_dir();
+    let (mut master, mut slave) = (0, 0);
+    let ok = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(ok, 0, "a pseudo-terminal opens");
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wcon"))
+        .arg("init")
+        .current_dir(dir.path())
+        .env("TERM", "xterm")
+        .env_remove("WCON_INIT_TOKEN")
+        .env_remove("WCON_INIT_HMAC_SECRET")
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave)
+        .spawn()
+        .expect("wcon runs");
+    let mut writer = std::fs::File::from(master.try_clone().unwrap());
+    let mut reader = std::fs::File::from(master);
+    let screen = Arc::new(Mutex::new(String::new()));
+    let shared = screen.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            shared
+                .lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    let down = "\x1b[B";
+    for (prompt, answer) in [
+        ("What are you setting up?", format!("{down}\r")),
+        ("How should webhooks be delivered?", format!("{down}\r")),
+        (
+            "URL of wcon serve",
+            "http://relay.example:8000\r".to_string(),
+        ),
+        ("Relay channel", "payments\r".to_string()),
+        ("Channel token", "\r".to_string()),
+        ("Where should webhooks go?", "\r".to_string()),
+    ] {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !screen.lock().unwrap().contains(prompt) {
+            assert!(
+                Instant::now() < deadline,
+                "no prompt {prompt:?}; screen: {}",
+                screen.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        writer.write_all(answer.as_bytes()).unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "init never ended");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{}", screen.lock().unwrap());
+    let connector: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("connector.json")).unwrap()).unwrap();
+    assert_eq!(connector["cloud_url"], "http://relay.example:8000");
+    assert_eq!(connector["channel"], "payments");
+    assert_eq!(connector["token"], "{$WCON_TOKEN}");
+    assert!(
+        connector["webhooks_config"]
+            .as_str()
+            .unwrap()
+            .ends_with("webhooks.json"),
+        "module mode: {connector}"
+    );
+    let webhooks: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("webhooks.json")).unwrap()).unwrap();
+    assert_eq!(
+        webhooks["payments"]["module-config"]["url"],
+        "http://localhost:3000/webhooks"
+    );
+    assert!(dir.path().join("connections.json").exists());
+}

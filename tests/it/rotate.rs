@@ -223,6 +223,17 @@ async fn profiles_give_server_and_token_and_save_rotated_tokens() {
     )
     .unwrap();
 
+    let doc: Value = reqwest::get(serve.url("/openapi.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        doc["paths"]["/admin/webhook-connect/channels/{channel}/rotate-token"]["post"].is_object(),
+        "serve answers its OpenAPI document"
+    );
+
     let (code, stdout, stderr) = wcon(
         &["--profile", "prod", "channels", "list", "--json"],
         &[],
