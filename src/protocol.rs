@@ -186,6 +186,8 @@ pub mod error_code {
     pub const SHUTTING_DOWN: &str = "shutting_down";
     /// An administrator closed this connection.
     pub const DISCONNECTED: &str = "disconnected_by_admin";
+    /// The channel token this connection used was rotated and its grace period ended.
+    pub const TOKEN_EXPIRED: &str = "token_expired";
     /// Nothing heard from the connector for three heartbeat intervals.
     pub const HEARTBEAT_TIMEOUT: &str = "heartbeat_timeout";
     /// The buffer failed while streaming.

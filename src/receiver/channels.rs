@@ -81,6 +81,8 @@ pub struct Connection {
     pub close: CancellationToken,
     /// Digest of the token it authenticated with.
     token_digest: [u8; 32],
+    /// Set when it is closed because that token is no longer accepted.
+    token_expired: std::sync::atomic::AtomicBool,
 }
 
 impl Connection {
@@ -88,6 +90,27 @@ impl Connection {
     pub fn touch(&self) {
         self.last_heartbeat_ms
             .store(Utc::now().timestamp_millis(), Ordering::Relaxed);
+    }
+
+    /// Closes it because the token it authenticated with is no longer accepted.
+    pub fn close_for_expired_token(&self) {
+        self.token_expired.store(true, Ordering::Relaxed);
+        self.close.cancel();
+    }
+
+    /// Why it was closed, when not by a shutdown: the code and detail of its `error` frame.
+    pub fn close_reason(&self) -> (&'static str, &'static str) {
+        if self.token_expired.load(Ordering::Relaxed) {
+            (
+                crate::protocol::error_code::TOKEN_EXPIRED,
+                "the channel token of this connection was rotated and its grace period ended; reconnect with the new token",
+            )
+        } else {
+            (
+                crate::protocol::error_code::DISCONNECTED,
+                "an administrator closed this connection",
+            )
+        }
     }
 
     /// The last sign of life.
@@ -285,6 +308,7 @@ impl Channel {
             messages_nacked: AtomicU64::new(0),
             close: shutdown.child_token(),
             token_digest,
+            token_expired: std::sync::atomic::AtomicBool::new(false),
         });
         connections.insert(id, connection.clone());
         Ok(connection)

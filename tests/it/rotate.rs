@@ -72,7 +72,17 @@ async fn send(serve: &Wcon, body: &str) {
 fn tunnel_with(serve: &Wcon, target: &str, token: &str) -> Wcon {
     let server = serve.url("");
     let mut w = Wcon::run_background_in_env(
-        &["tunnel", "ops", "--to", target, "--server", &server],
+        // Over SSE, so that both streaming transports are seen closing on an expired token.
+        &[
+            "tunnel",
+            "ops",
+            "--to",
+            target,
+            "--server",
+            &server,
+            "--protocol",
+            "sse",
+        ],
         Path::new("."),
         &[("WCON_TOKEN", token)],
     );
@@ -128,7 +138,7 @@ async fn old_token_works_during_grace_then_fails_and_the_rotation_survives_a_res
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    old_tunnel.wait_for("closed this connection", Duration::from_secs(20));
+    old_tunnel.wait_for("token_expired", Duration::from_secs(20));
     old_tunnel.wait_for("check --token", Duration::from_secs(20));
     assert_eq!(status_with(&serve, &new).await, 200);
     let detail = admin_get(&serve, "/channels/ops").await;
@@ -181,7 +191,7 @@ async fn old_token_works_during_grace_then_fails_and_the_rotation_survives_a_res
     assert_eq!(status_with(&serve, &new).await, 401);
     assert_eq!(status_with(&serve, &newer).await, 200);
     let mut tunnel = tunnel;
-    tunnel.wait_for("closed this connection", Duration::from_secs(20));
+    tunnel.wait_for("token_expired", Duration::from_secs(20));
 
     // Bad requests change nothing.
     for (body, auth) in [

@@ -117,7 +117,7 @@ async fn produce(
         let permit = tokio::select! {
             biased;
             _ = tx.closed() => return "connection lost",
-            _ = connection.close.cancelled() => return close(state, tx, &goodbye).await,
+            _ = connection.close.cancelled() => return close(state, connection, tx, &goodbye).await,
             p = tx.reserve() => match p { Ok(p) => p, Err(_) => return "connection lost" },
         };
         tokio::select! {
@@ -125,7 +125,7 @@ async fn produce(
             _ = tx.closed() => return "connection lost",
             _ = connection.close.cancelled() => {
                 drop(permit);
-                return close(state, tx, &goodbye).await;
+                return close(state, connection, tx, &goodbye).await;
             }
             _ = heartbeat.tick() => {
                 let now = now_rfc3339();
@@ -139,7 +139,7 @@ async fn produce(
                 Err(crate::buffer::BufferError::Closed) => {
                     drop(permit);
                     connection.close.cancelled().await;
-                    return close(state, tx, &goodbye).await;
+                    return close(state, connection, tx, &goodbye).await;
                 }
                 Err(e) => {
                     tracing::error!(channel = %channel.name(), error = %e, "cannot read from the buffer");
@@ -153,6 +153,7 @@ async fn produce(
 
 async fn close(
     state: &AppState,
+    connection: &Connection,
     tx: &mpsc::Sender<Result<Event, Infallible>>,
     goodbye: &impl Fn(&str, &str) -> ServerFrame,
 ) -> &'static str {
@@ -162,10 +163,7 @@ async fn close(
             "the server is shutting down; reconnect",
         )
     } else {
-        (
-            error_code::DISCONNECTED,
-            "an administrator closed this connection",
-        )
+        connection.close_reason()
     };
     let _ = tx.try_send(Ok(event(&goodbye(code, detail))));
     code

@@ -118,7 +118,7 @@ async fn write_loop(
                 let (code, detail) = if state.shutdown.is_cancelled() {
                     (error_code::SHUTTING_DOWN, "the server is shutting down; reconnect")
                 } else {
-                    (error_code::DISCONNECTED, "an administrator closed this connection")
+                    connection.close_reason()
                 };
                 let _ = sink.send(closing(code, detail)).await;
                 let _ = sink.send(WsMessage::Close(Some(CloseFrame { code: 1001, reason: code.into() }))).await;
