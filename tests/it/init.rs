@@ -234,6 +234,24 @@ async fn preset_relays_a_signed_send(provider: &str, mode: &str) {
     );
     assert_eq!(code, 1, "{stdout}");
     assert!(stdout.starts_with("401"), "{stdout}");
+    if provider == "stripe" {
+        let (code, stdout, _) = run(
+            &[
+                "send",
+                provider,
+                "--server",
+                &server,
+                "--hmac-secret",
+                "not-the-secret",
+                "--provider",
+                send_provider,
+                "--json",
+            ],
+            &connector,
+        );
+        assert_eq!(code, 1);
+        insta::assert_snapshot!("send_refused_json", stdout);
+    }
     drop(tunnel);
 }
 

@@ -118,6 +118,15 @@ async fn old_token_works_during_grace_then_fails_and_the_rotation_survives_a_res
     assert_eq!(code, 0, "{stderr}");
     let new = new_token_of(&stdout);
     assert!(stdout.contains("shown only once"), "{stdout}");
+    {
+        let mut settings = insta::Settings::clone_current();
+        settings.add_filter(r"ch_tok_[0-9a-f]{48}", "ch_tok_[TOKEN]");
+        settings.add_filter(
+            r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)",
+            "[TIME]",
+        );
+        settings.bind(|| insta::assert_snapshot!("rotate_token", stdout));
+    }
 
     // During the grace period both tokens open the channel, and the old connection delivers.
     assert_eq!(status_with(&serve, TOKEN).await, 200, "old token in grace");
@@ -187,6 +196,15 @@ async fn old_token_works_during_grace_then_fails_and_the_rotation_survives_a_res
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["channel"], "ops");
     let newer = v["new_token"].as_str().unwrap().to_string();
+    {
+        let mut settings = insta::Settings::clone_current();
+        settings.add_filter(r"ch_tok_[0-9a-f]{48}", "ch_tok_[TOKEN]");
+        settings.add_filter(
+            r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)",
+            "[TIME]",
+        );
+        settings.bind(|| insta::assert_json_snapshot!("rotate_token_json", v));
+    }
     assert!(v["old_token_expires_at"].is_string() && v["message"].is_string());
     assert_eq!(status_with(&serve, &new).await, 401);
     assert_eq!(status_with(&serve, &newer).await, 200);
