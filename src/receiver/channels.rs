@@ -31,8 +31,8 @@ pub struct Channel {
     connections: Mutex<HashMap<ConnectionId, Arc<Connection>>>,
 }
 
-/// The token digests a channel accepts.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The token digests a channel accepts; `Debug` shows neither digest.
+#[derive(Clone, PartialEq, Eq)]
 struct Tokens {
     current: [u8; 32],
     /// The replaced token and the end of its grace period.
@@ -50,6 +50,17 @@ impl Tokens {
         let previous: bool =
             subtle::ConstantTimeEq::ct_eq(&presented[..], &previous_digest[..]).into();
         current | (previous & valid)
+    }
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokens")
+            .field(
+                "previous_valid_until",
+                &self.previous.map(|(_, until)| until),
+            )
+            .finish_non_exhaustive()
     }
 }
 
@@ -79,8 +90,8 @@ pub struct Connection {
     pub messages_nacked: AtomicU64,
     /// Cancelled to close the connection (admin disconnect, token expiry, shutdown).
     pub close: CancellationToken,
-    /// Digest of the token it authenticated with.
-    token_digest: [u8; 32],
+    /// Digest of the token it authenticated with (`Debug` hides it).
+    token_digest: crate::secret::Secret<[u8; 32]>,
     /// Set when it is closed because that token is no longer accepted.
     token_expired: std::sync::atomic::AtomicBool,
 }
@@ -271,7 +282,7 @@ impl Channel {
             .lock()
             .expect("connections lock")
             .values()
-            .filter(|c| !tokens.accepts(&c.token_digest, now))
+            .filter(|c| !tokens.accepts(c.token_digest.expose(), now))
             .cloned()
             .collect()
     }
@@ -307,7 +318,7 @@ impl Channel {
             messages_acked: AtomicU64::new(0),
             messages_nacked: AtomicU64::new(0),
             close: shutdown.child_token(),
-            token_digest,
+            token_digest: crate::secret::Secret::new(token_digest),
             token_expired: std::sync::atomic::AtomicBool::new(false),
         });
         connections.insert(id, connection.clone());

@@ -105,7 +105,7 @@ async fn old_token_works_during_grace_then_fails_and_the_rotation_survives_a_res
             "rotate-token",
             "ops",
             "--grace",
-            "4s",
+            "6s",
             "--server",
             &server,
             "--admin-token",
