@@ -6,6 +6,7 @@
 mod admin_client;
 mod channels;
 mod completions;
+mod dash;
 mod dlq;
 mod logging;
 mod serve;
@@ -35,6 +36,8 @@ enum Command {
     Channels(channels::Args),
     /// List, show, replay and purge dead letters of a running server (admin API).
     Dlq(dlq::Args),
+    /// Watch a running server live: channels, connectors, messages, dead letters (terminal UI).
+    Dash(dash::Args),
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
     Completions(completions::Args),
 }
@@ -70,7 +73,10 @@ fn main() -> ExitCode {
     rustls::crypto::ring::default_provider()
         .install_default()
         .expect("no other crypto provider is installed at start-up");
-    logging::init(&cli.log, matches!(cli.command, Command::Tunnel(_)));
+    logging::init(
+        &cli.log,
+        matches!(cli.command, Command::Tunnel(_) | Command::Dash(_)),
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -81,6 +87,7 @@ fn main() -> ExitCode {
             Command::Tunnel(args) => tunnel::run(args).await,
             Command::Channels(args) => channels::run(args).await,
             Command::Dlq(args) => dlq::run(args).await,
+            Command::Dash(args) => dash::run(args).await,
             Command::Completions(args) => completions::run(args).await,
         }
     });

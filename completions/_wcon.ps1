@@ -31,6 +31,7 @@ Register-ArgumentCompleter -Native -CommandName 'wcon' -ScriptBlock {
             [CompletionResult]::new('tunnel', 'tunnel', [CompletionResultType]::ParameterValue, 'Connect out to a receiver and deliver a channel''s webhooks to a local app')
             [CompletionResult]::new('channels', 'channels', [CompletionResultType]::ParameterValue, 'Inspect relay channels of a running server (admin API)')
             [CompletionResult]::new('dlq', 'dlq', [CompletionResultType]::ParameterValue, 'List, show, replay and purge dead letters of a running server (admin API)')
+            [CompletionResult]::new('dash', 'dash', [CompletionResultType]::ParameterValue, 'Watch a running server live: channels, connectors, messages, dead letters (terminal UI)')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script (bash, zsh, fish, powershell, elvish)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -257,6 +258,19 @@ Register-ArgumentCompleter -Native -CommandName 'wcon' -ScriptBlock {
         'wcon;dlq;help;help' {
             break
         }
+        'wcon;dash' {
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'URL of `wcon serve`, e.g. https://hooks.example.com')
+            [CompletionResult]::new('--admin-token', '--admin-token', [CompletionResultType]::ParameterName, 'The server''s WEBHOOK_CONNECT_ADMIN_TOKEN')
+            [CompletionResult]::new('--interval', '--interval', [CompletionResultType]::ParameterName, 'How often to poll the server: `1s`, `500ms`, `2m` or plain seconds')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the server''s JSON instead of a table')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
         'wcon;completions' {
             [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set')
             [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
@@ -271,6 +285,7 @@ Register-ArgumentCompleter -Native -CommandName 'wcon' -ScriptBlock {
             [CompletionResult]::new('tunnel', 'tunnel', [CompletionResultType]::ParameterValue, 'Connect out to a receiver and deliver a channel''s webhooks to a local app')
             [CompletionResult]::new('channels', 'channels', [CompletionResultType]::ParameterValue, 'Inspect relay channels of a running server (admin API)')
             [CompletionResult]::new('dlq', 'dlq', [CompletionResultType]::ParameterValue, 'List, show, replay and purge dead letters of a running server (admin API)')
+            [CompletionResult]::new('dash', 'dash', [CompletionResultType]::ParameterValue, 'Watch a running server live: channels, connectors, messages, dead letters (terminal UI)')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script (bash, zsh, fish, powershell, elvish)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -317,6 +332,9 @@ Register-ArgumentCompleter -Native -CommandName 'wcon' -ScriptBlock {
             break
         }
         'wcon;help;dlq;purge' {
+            break
+        }
+        'wcon;help;dash' {
             break
         }
         'wcon;help;completions' {

@@ -22,6 +22,9 @@ _wcon() {
             wcon,completions)
                 cmd="wcon__subcmd__completions"
                 ;;
+            wcon,dash)
+                cmd="wcon__subcmd__dash"
+                ;;
             wcon,dlq)
                 cmd="wcon__subcmd__dlq"
                 ;;
@@ -100,6 +103,9 @@ _wcon() {
             wcon__subcmd__help,completions)
                 cmd="wcon__subcmd__help__subcmd__completions"
                 ;;
+            wcon__subcmd__help,dash)
+                cmd="wcon__subcmd__help__subcmd__dash"
+                ;;
             wcon__subcmd__help,dlq)
                 cmd="wcon__subcmd__help__subcmd__dlq"
                 ;;
@@ -143,7 +149,7 @@ _wcon() {
 
     case "${cmd}" in
         wcon)
-            opts="-h -V --log-level --log-format --help --version serve tunnel channels dlq completions help"
+            opts="-h -V --log-level --log-format --help --version serve tunnel channels dlq dash completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -420,6 +426,40 @@ _wcon() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        wcon__subcmd__dash)
+            opts="-h -V --server --admin-token --json --interval --log-level --log-format --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --admin-token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --interval)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         wcon__subcmd__dlq)
             opts="-h -V --server --admin-token --json --log-level --log-format --help --version list show replay purge help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -671,7 +711,7 @@ _wcon() {
             return 0
             ;;
         wcon__subcmd__help)
-            opts="serve tunnel channels dlq completions help"
+            opts="serve tunnel channels dlq dash completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -755,6 +795,20 @@ _wcon() {
             return 0
             ;;
         wcon__subcmd__help__subcmd__completions)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        wcon__subcmd__help__subcmd__dash)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

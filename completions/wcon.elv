@@ -28,6 +28,7 @@ set edit:completion:arg-completer[wcon] = {|@words|
             cand tunnel 'Connect out to a receiver and deliver a channel''s webhooks to a local app'
             cand channels 'Inspect relay channels of a running server (admin API)'
             cand dlq 'List, show, replay and purge dead letters of a running server (admin API)'
+            cand dash 'Watch a running server live: channels, connectors, messages, dead letters (terminal UI)'
             cand completions 'Print a shell completion script (bash, zsh, fish, powershell, elvish)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -229,6 +230,18 @@ set edit:completion:arg-completer[wcon] = {|@words|
         }
         &'wcon;dlq;help;help'= {
         }
+        &'wcon;dash'= {
+            cand --server 'URL of `wcon serve`, e.g. https://hooks.example.com'
+            cand --admin-token 'The server''s WEBHOOK_CONNECT_ADMIN_TOKEN'
+            cand --interval 'How often to poll the server: `1s`, `500ms`, `2m` or plain seconds'
+            cand --log-level 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set'
+            cand --log-format 'Log format'
+            cand --json 'Print the server''s JSON instead of a table'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'wcon;completions'= {
             cand --log-level 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set'
             cand --log-format 'Log format'
@@ -242,6 +255,7 @@ set edit:completion:arg-completer[wcon] = {|@words|
             cand tunnel 'Connect out to a receiver and deliver a channel''s webhooks to a local app'
             cand channels 'Inspect relay channels of a running server (admin API)'
             cand dlq 'List, show, replay and purge dead letters of a running server (admin API)'
+            cand dash 'Watch a running server live: channels, connectors, messages, dead letters (terminal UI)'
             cand completions 'Print a shell completion script (bash, zsh, fish, powershell, elvish)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -276,6 +290,8 @@ set edit:completion:arg-completer[wcon] = {|@words|
         &'wcon;help;dlq;replay'= {
         }
         &'wcon;help;dlq;purge'= {
+        }
+        &'wcon;help;dash'= {
         }
         &'wcon;help;completions'= {
         }

@@ -33,6 +33,7 @@ complete -c wcon -n "__fish_wcon_needs_command" -f -a "serve" -d 'Run the public
 complete -c wcon -n "__fish_wcon_needs_command" -f -a "tunnel" -d 'Connect out to a receiver and deliver a channel\'s webhooks to a local app'
 complete -c wcon -n "__fish_wcon_needs_command" -f -a "channels" -d 'Inspect relay channels of a running server (admin API)'
 complete -c wcon -n "__fish_wcon_needs_command" -f -a "dlq" -d 'List, show, replay and purge dead letters of a running server (admin API)'
+complete -c wcon -n "__fish_wcon_needs_command" -f -a "dash" -d 'Watch a running server live: channels, connectors, messages, dead letters (terminal UI)'
 complete -c wcon -n "__fish_wcon_needs_command" -f -a "completions" -d 'Print a shell completion script (bash, zsh, fish, powershell, elvish)'
 complete -c wcon -n "__fish_wcon_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c wcon -n "__fish_wcon_using_subcommand serve" -l listen -d 'Address to listen on' -r
@@ -175,17 +176,27 @@ complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcomman
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from help" -f -a "replay" -d 'Put dead letters back in the queue, with their attempts reset'
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from help" -f -a "purge" -d 'Delete dead letters for good (asks first unless --yes)'
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c wcon -n "__fish_wcon_using_subcommand dash" -l server -d 'URL of `wcon serve`, e.g. https://hooks.example.com' -r
+complete -c wcon -n "__fish_wcon_using_subcommand dash" -l admin-token -d 'The server\'s WEBHOOK_CONNECT_ADMIN_TOKEN' -r
+complete -c wcon -n "__fish_wcon_using_subcommand dash" -l interval -d 'How often to poll the server: `1s`, `500ms`, `2m` or plain seconds' -r
+complete -c wcon -n "__fish_wcon_using_subcommand dash" -l log-level -d 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set' -r
+complete -c wcon -n "__fish_wcon_using_subcommand dash" -l log-format -d 'Log format' -r -f -a "text\t'For people'
+json\t'One JSON object per line'"
+complete -c wcon -n "__fish_wcon_using_subcommand dash" -l json -d 'Print the server\'s JSON instead of a table'
+complete -c wcon -n "__fish_wcon_using_subcommand dash" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c wcon -n "__fish_wcon_using_subcommand dash" -s V -l version -d 'Print version'
 complete -c wcon -n "__fish_wcon_using_subcommand completions" -l log-level -d 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set' -r
 complete -c wcon -n "__fish_wcon_using_subcommand completions" -l log-format -d 'Log format' -r -f -a "text\t'For people'
 json\t'One JSON object per line'"
 complete -c wcon -n "__fish_wcon_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c wcon -n "__fish_wcon_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c wcon -n "__fish_wcon_using_subcommand help; and not __fish_seen_subcommand_from serve tunnel channels dlq completions help" -f -a "serve" -d 'Run the public receiver: accept webhooks, store them durably, stream them to connectors'
-complete -c wcon -n "__fish_wcon_using_subcommand help; and not __fish_seen_subcommand_from serve tunnel channels dlq completions help" -f -a "tunnel" -d 'Connect out to a receiver and deliver a channel\'s webhooks to a local app'
-complete -c wcon -n "__fish_wcon_using_subcommand help; and not __fish_seen_subcommand_from serve tunnel channels dlq completions help" -f -a "channels" -d 'Inspect relay channels of a running server (admin API)'
-complete -c wcon -n "__fish_wcon_using_subcommand help; and not __fish_seen_subcommand_from serve tunnel channels dlq completions help" -f -a "dlq" -d 'List, show, replay and purge dead letters of a running server (admin API)'
-complete -c wcon -n "__fish_wcon_using_subcommand help; and not __fish_seen_subcommand_from serve tunnel channels dlq completions help" -f -a "completions" -d 'Print a shell completion script (bash, zsh, fish, powershell, elvish)'
-complete -c wcon -n "__fish_wcon_using_subcommand help; and not __fish_seen_subcommand_from serve tunnel channels dlq completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c wcon -n "__fish_wcon_using_subcommand help; and not __fish_seen_subcommand_from serve tunnel channels dlq dash completions help" -f -a "serve" -d 'Run the public receiver: accept webhooks, store them durably, stream them to connectors'
+complete -c wcon -n "__fish_wcon_using_subcommand help; and not __fish_seen_subcommand_from serve tunnel channels dlq dash completions help" -f -a "tunnel" -d 'Connect out to a receiver and deliver a channel\'s webhooks to a local app'
+complete -c wcon -n "__fish_wcon_using_subcommand help; and not __fish_seen_subcommand_from serve tunnel channels dlq dash completions help" -f -a "channels" -d 'Inspect relay channels of a running server (admin API)'
+complete -c wcon -n "__fish_wcon_using_subcommand help; and not __fish_seen_subcommand_from serve tunnel channels dlq dash completions help" -f -a "dlq" -d 'List, show, replay and purge dead letters of a running server (admin API)'
+complete -c wcon -n "__fish_wcon_using_subcommand help; and not __fish_seen_subcommand_from serve tunnel channels dlq dash completions help" -f -a "dash" -d 'Watch a running server live: channels, connectors, messages, dead letters (terminal UI)'
+complete -c wcon -n "__fish_wcon_using_subcommand help; and not __fish_seen_subcommand_from serve tunnel channels dlq dash completions help" -f -a "completions" -d 'Print a shell completion script (bash, zsh, fish, powershell, elvish)'
+complete -c wcon -n "__fish_wcon_using_subcommand help; and not __fish_seen_subcommand_from serve tunnel channels dlq dash completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c wcon -n "__fish_wcon_using_subcommand help; and __fish_seen_subcommand_from channels" -f -a "list" -d 'Every channel with its webhooks, connected clients and limits'
 complete -c wcon -n "__fish_wcon_using_subcommand help; and __fish_seen_subcommand_from channels" -f -a "show" -d 'One channel: settings, counts and connected clients'
 complete -c wcon -n "__fish_wcon_using_subcommand help; and __fish_seen_subcommand_from channels" -f -a "stats" -d 'Counts of one channel (queued, in flight, delivered, expired, dead-lettered)'
