@@ -31,6 +31,10 @@ use crate::admin_client::{Admin, AdminArgs};
 /// How many queued / in-flight messages and dead letters a screen lists.
 const LIST_LIMIT: usize = 200;
 
+/// A poll that takes longer counts as a lost server (the admin client's own timeout is 30 s,
+/// too long to leave a hung server looking connected).
+const POLL_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Watch a running `wcon serve` live: channels, connectors, messages and dead letters.
 ///
 /// Needs an interactive terminal; scripts use `wcon channels list --json` instead.
@@ -245,30 +249,45 @@ async fn poll(admin: Arc<Admin>, view: View, tx: mpsc::UnboundedSender<Update>) 
     let send = |u| {
         let _ = tx.send(u);
     };
-    match overview(&admin).await {
-        Ok(o) => send(Update::Overview(Instant::now(), o)),
-        Err(e) => {
-            send(Update::Lost(failure_text(&e)));
-            send(Update::PollDone);
-            return;
+    let lost = match tokio::time::timeout(POLL_TIMEOUT, overview(&admin)).await {
+        Ok(Ok(o)) => {
+            send(Update::Overview(Instant::now(), o));
+            None
         }
-    }
-    let part = match &view {
-        View::Overview => Ok(None),
-        View::Channel(name) => channel_detail(&admin, name)
-            .await
-            .map(|d| Some(Update::Detail(d))),
-        View::DeadLetters(name) => dead_letters(&admin, name)
-            .await
-            .map(|d| Some(Update::Dead(d))),
-        View::DeadLetter { channel, id } => dead_letter(&admin, channel, id)
-            .await
-            .map(|d| Some(Update::DeadDetail(d))),
+        Ok(Err(e)) => Some(failure_text(&e)),
+        Err(_) => Some(format!(
+            "the server did not answer within {}s",
+            POLL_TIMEOUT.as_secs()
+        )),
     };
+    if let Some(error) = lost {
+        send(Update::Lost(error));
+        send(Update::PollDone);
+        return;
+    }
+    let part = tokio::time::timeout(POLL_TIMEOUT, async {
+        match &view {
+            View::Overview => Ok(None),
+            View::Channel(name) => channel_detail(&admin, name)
+                .await
+                .map(|d| Some(Update::Detail(d))),
+            View::DeadLetters(name) => dead_letters(&admin, name)
+                .await
+                .map(|d| Some(Update::Dead(d))),
+            View::DeadLetter { channel, id } => dead_letter(&admin, channel, id)
+                .await
+                .map(|d| Some(Update::DeadDetail(d))),
+        }
+    })
+    .await;
     match part {
-        Ok(Some(u)) => send(u),
-        Ok(None) => {}
-        Err(e) => send(Update::Notice(failure_text(&e))),
+        Ok(Ok(Some(u))) => send(u),
+        Ok(Ok(None)) => {}
+        Ok(Err(e)) => send(Update::Notice(failure_text(&e))),
+        Err(_) => send(Update::Notice(format!(
+            "the server did not answer within {}s",
+            POLL_TIMEOUT.as_secs()
+        ))),
     }
     send(Update::PollDone);
 }
