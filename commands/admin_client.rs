@@ -1,6 +1,6 @@
-//! What `wcon channels` and `wcon dlq` share: the `--server` / `--admin-token` / `--json` flags
-//! (falling back to the `--profile` of config.toml), the admin API client, tables and
-//! confirmations.
+//! What `wcon channels`, `wcon dlq` and `wcon dash` share: the `--server` / `--admin-token` /
+//! `--json` flags (falling back to the `--profile` of config.toml), the admin API client, tables
+//! and confirmations.
 //!
 //! Turns transport failures and error answers into messages that say what to check; it never
 //! prints the admin token.
@@ -96,6 +96,11 @@ impl Admin {
             .build()
             .map_err(|e| Failure::from(anyhow!(e).context("cannot build the HTTP client")))?;
         Ok(Self { base, token, http })
+    }
+
+    /// The server's URL, as given.
+    pub fn server(&self) -> &str {
+        self.base.as_str().trim_end_matches('/')
     }
 
     /// Calls `METHOD /admin/webhook-connect{path}` and returns the JSON answer.

@@ -8,6 +8,7 @@ mod admin_client;
 mod channels;
 mod check;
 mod completions;
+mod dash;
 mod dlq;
 mod init;
 mod logging;
@@ -52,6 +53,8 @@ enum Command {
     Init(init::Args),
     /// Send a test webhook, signed like Stripe, GitHub or Shopify, and print the answer.
     Send(send::Args),
+    /// Watch a running server live: channels, connectors, messages, dead letters (terminal UI).
+    Dash(dash::Args),
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
     Completions(completions::Args),
 }
@@ -92,7 +95,10 @@ fn main() -> ExitCode {
     rustls::crypto::ring::default_provider()
         .install_default()
         .expect("no other crypto provider is installed at start-up");
-    logging::init(&cli.log, matches!(cli.command, Command::Tunnel(_)));
+    logging::init(
+        &cli.log,
+        matches!(cli.command, Command::Tunnel(_) | Command::Dash(_)),
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -105,6 +111,7 @@ fn main() -> ExitCode {
             Command::Dlq(args) => dlq::run(args, cli.profile.as_deref()).await,
             Command::Init(args) => init::run(args).await,
             Command::Send(args) => send::run(args, cli.profile.as_deref()).await,
+            Command::Dash(args) => dash::run(args, cli.profile.as_deref()).await,
             Command::Completions(args) => completions::run(args).await,
         }
     });

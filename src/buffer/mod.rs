@@ -313,6 +313,13 @@ pub trait Buffer: Send + Sync + 'static {
     /// Whether the backend is reachable and writable.
     async fn healthy(&self) -> bool;
 
+    /// The backend's name for operators (the admin overview, `wcon dash`): the implementing
+    /// type's name in lowercase, e.g. `embedded`.
+    fn backend(&self) -> String {
+        let name = std::any::type_name::<Self>();
+        name.rsplit("::").next().unwrap_or(name).to_lowercase()
+    }
+
     /// Writes out whatever is pending (acks, counters) and stops; called on shutdown.
     async fn close(&self);
 }

@@ -567,6 +567,7 @@ async fn overview(
         "timestamp": now_rfc3339(),
         "health": {
             "buffer": buffer,
+            "buffer_backend": state.buffer.backend(),
             "channels_count": state.channels.len(),
             "connections_count": connections,
         },

@@ -292,5 +292,6 @@ async fn messages_by_state_disconnect_and_overview() {
     let overview = admin_get(&serve, "/overview").await;
     assert_eq!(overview["total_channels"], 1);
     assert_eq!(overview["health"]["buffer"], true);
+    assert_eq!(overview["health"]["buffer_backend"], "embedded");
     assert_eq!(overview["channels"]["ops"]["webhook_id"], "hook");
 }
