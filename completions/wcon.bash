@@ -881,7 +881,7 @@ _wcon() {
             return 0
             ;;
         wcon__subcmd__serve)
-            opts="-h -V --listen --config-dir --webhooks --connections --data-dir --max-body-bytes --cors-origin --buffer --log-level --log-format --help --version"
+            opts="-h -V --listen --config-dir --webhooks --connections --data-dir --max-body-bytes --cors-origin --buffer --tls-cert --tls-key --admin-listen --log-level --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -919,6 +919,18 @@ _wcon() {
                     COMPREPLY=($(compgen -W "embedded redis rabbitmq" -- "${cur}"))
                     return 0
                     ;;
+                --tls-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --admin-listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --log-level)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -935,7 +947,7 @@ _wcon() {
             return 0
             ;;
         wcon__subcmd__tunnel)
-            opts="-c -h -V --to --server --token --config --connector-id --webhooks --connections --concurrency --protocol --log-level --log-format --help --version"
+            opts="-c -h -V --to --server --token --config --connector-id --webhooks --connections --concurrency --protocol --ca-cert --insecure --log-level --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -979,6 +991,10 @@ _wcon() {
                     ;;
                 --protocol)
                     COMPREPLY=($(compgen -W "websocket sse long_poll auto" -- "${cur}"))
+                    return 0
+                    ;;
+                --ca-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --log-level)

@@ -45,6 +45,9 @@ complete -c wcon -n "__fish_wcon_using_subcommand serve" -l cors-origin -d 'Brow
 complete -c wcon -n "__fish_wcon_using_subcommand serve" -l buffer -d 'Buffer backend' -r -f -a "embedded\t'A durable store under the data directory; no server needed'
 redis\t'Redis Streams (several instances)'
 rabbitmq\t'RabbitMQ queues'"
+complete -c wcon -n "__fish_wcon_using_subcommand serve" -l tls-cert -d 'PEM certificate chain: serve HTTPS and WSS (needs --tls-key). Reloaded when the file changes or on SIGHUP, without dropping connections' -r -F
+complete -c wcon -n "__fish_wcon_using_subcommand serve" -l tls-key -d 'PEM private key of --tls-cert' -r -F
+complete -c wcon -n "__fish_wcon_using_subcommand serve" -l admin-listen -d 'Serve the admin API only on this address (plain HTTP; keep it private, e.g. 127.0.0.1:9000), not on --listen' -r
 complete -c wcon -n "__fish_wcon_using_subcommand serve" -l log-level -d 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set' -r
 complete -c wcon -n "__fish_wcon_using_subcommand serve" -l log-format -d 'Log format' -r -f -a "text\t'For people'
 json\t'One JSON object per line'"
@@ -62,9 +65,11 @@ complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -l protocol -d 'Stream
 sse\t''
 long_poll\t''
 auto\t''"
+complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -l ca-cert -d 'Also trust the CA certificates of this PEM file for the server\'s certificate (ca_cert_path); the public web roots stay trusted' -r -F
 complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -l log-level -d 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set' -r
 complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -l log-format -d 'Log format' -r -f -a "text\t'For people'
 json\t'One JSON object per line'"
+complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -l insecure -d 'Do not verify the server\'s TLS certificate (verify_ssl false). Unsafe: anyone on the path can read and change the stream; for tests with a self-signed certificate only'
 complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -s V -l version -d 'Print version'
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and not __fish_seen_subcommand_from list show stats disconnect help" -l server -d 'URL of `wcon serve`, e.g. https://hooks.example.com' -r

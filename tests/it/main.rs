@@ -13,5 +13,6 @@ mod hardening;
 mod module_e2e;
 mod modules;
 mod relay;
+mod security;
 mod support;
 mod transports;
