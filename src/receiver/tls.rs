@@ -312,3 +312,63 @@ impl axum::serve::Listener for TlsListener {
         Ok(self.local)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(name: &str) -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec![name.to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    fn served_by(tls: &ServerTls) -> Arc<ServerConfig> {
+        tls.acceptor().config().clone()
+    }
+
+    #[test]
+    fn reload_swaps_only_for_a_new_valid_pair() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        let (cert, key) = pair("one.test");
+        std::fs::write(&cert_path, &cert).unwrap();
+        std::fs::write(&key_path, &key).unwrap();
+        let tls = ServerTls::load(&cert_path, &key_path).unwrap();
+        let first = served_by(&tls);
+        assert_eq!(first.alpn_protocols, [b"h2".to_vec(), b"http/1.1".to_vec()]);
+
+        // Unchanged files: nothing to do (a touch is not a reload).
+        assert!(!tls.reload().unwrap());
+        assert!(Arc::ptr_eq(&first, &served_by(&tls)));
+
+        // A key that does not belong to the certificate is refused; the old pair stays.
+        let (other_cert, other_key) = pair("two.test");
+        std::fs::write(&key_path, &other_key).unwrap();
+        assert!(matches!(tls.reload(), Err(TlsError::Config { .. })));
+        assert!(Arc::ptr_eq(&first, &served_by(&tls)));
+        std::fs::write(&key_path, "not a key").unwrap();
+        assert!(matches!(tls.reload(), Err(TlsError::NoKey(_))));
+
+        // The new pair complete: swapped.
+        std::fs::write(&cert_path, &other_cert).unwrap();
+        std::fs::write(&key_path, &other_key).unwrap();
+        assert!(tls.reload().unwrap());
+        assert!(!Arc::ptr_eq(&first, &served_by(&tls)));
+    }
+
+    #[test]
+    fn load_errors_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        let missing = ServerTls::load(&cert_path, &key_path).unwrap_err();
+        assert!(missing.to_string().contains("cert.pem"), "{missing}");
+        std::fs::write(&cert_path, "-----BEGIN NOTHING-----").unwrap();
+        std::fs::write(&key_path, pair("x.test").1).unwrap();
+        let empty = ServerTls::load(&cert_path, &key_path).unwrap_err();
+        assert!(matches!(empty, TlsError::NoCertificate(_)), "{empty}");
+    }
+}
