@@ -158,8 +158,9 @@ pub struct RelayConfig {
     /// this many, then one every `60 / n` seconds).
     #[serde(default = "defaults::max_connections_per_minute")]
     pub max_connections_per_minute: u32,
-    /// Frames (WebSocket) and acks (HTTP) one connection may send per second; absent: no limit.
-    /// A WebSocket over it is read more slowly; an HTTP ack over it gets 429.
+    /// Frames of a WebSocket, or HTTP acks of an open SSE stream, one connection may send per
+    /// second; absent: no limit. A WebSocket over it is read more slowly; an HTTP ack over it
+    /// gets 429.
     #[serde(default)]
     pub max_messages_per_second: Option<u32>,
 }
