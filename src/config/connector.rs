@@ -658,6 +658,25 @@ mod tests {
     }
 
     #[test]
+    fn tls_settings_are_taken_and_client_certificates_refused() {
+        let mut l = base();
+        l.insert("verify_ssl".into(), json!(false));
+        l.insert("ca_cert_path".into(), json!("/etc/wcon/ca.pem"));
+        let c = ConnectorConfig::from_layers("c.json", &[l.clone()]).unwrap();
+        assert!(!c.verify_ssl);
+        assert_eq!(c.ca_cert_path.as_deref(), Some("/etc/wcon/ca.pem"));
+        let env = env_layer(&|k| (k == "CONNECTOR_VERIFY_SSL").then(|| "true".into())).unwrap();
+        assert!(
+            ConnectorConfig::from_layers("c.json", &[l.clone(), env])
+                .unwrap()
+                .verify_ssl
+        );
+        l.insert("client_cert_path".into(), json!("/etc/wcon/client.pem"));
+        let err = ConnectorConfig::from_layers("c.json", &[l]).unwrap_err();
+        assert!(err.to_string().contains("client certificates"), "{err}");
+    }
+
+    #[test]
     fn target_shorthands() {
         assert_eq!(
             parse_target("3000").unwrap().as_str(),

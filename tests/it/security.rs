@@ -56,7 +56,8 @@ fn install(pki: &Pki, dir: &Path) {
 }
 
 /// `wcon serve` with `--tls-cert DIR/tls/cert.pem --tls-key DIR/tls/key.pem` and `extra` flags.
-fn serve_tls(webhooks: &Value, dir: &Path, extra: &[&str]) -> Wcon {
+/// With `by_env`, the files are given as `WEBHOOK_CONNECT_TLS_CERT` / `WEBHOOK_CONNECT_TLS_KEY`.
+fn serve_tls(webhooks: &Value, dir: &Path, by_env: bool) -> Wcon {
     std::fs::write(
         dir.join("webhooks.json"),
         serde_json::to_vec(webhooks).unwrap(),
@@ -73,17 +74,16 @@ fn serve_tls(webhooks: &Value, dir: &Path, extra: &[&str]) -> Wcon {
         "127.0.0.1:0",
         "--data-dir",
         data.to_str().unwrap(),
-        "--tls-cert",
-        cert.to_str().unwrap(),
-        "--tls-key",
-        key.to_str().unwrap(),
     ];
-    args.extend_from_slice(extra);
-    let mut w = Wcon::run_background_in_env(
-        &args,
-        dir,
-        &[("WEBHOOK_CONNECT_ADMIN_TOKEN", "admin-secret-token")],
-    );
+    let mut env = vec![("WEBHOOK_CONNECT_ADMIN_TOKEN", "admin-secret-token")];
+    if by_env {
+        env.push(("WEBHOOK_CONNECT_TLS_CERT", cert.to_str().unwrap()));
+        env.push(("WEBHOOK_CONNECT_TLS_KEY", key.to_str().unwrap()));
+    } else {
+        args.extend(["--tls-cert", cert.to_str().unwrap()]);
+        args.extend(["--tls-key", key.to_str().unwrap()]);
+    }
+    let mut w = Wcon::run_background_in_env(&args, dir, &env);
     let line = w.wait_for("listening on https://", Duration::from_secs(20));
     w.addr = Some(
         line.trim_start_matches("listening on https://")
@@ -140,7 +140,7 @@ async fn tls_serve_delivers_over_wss_and_sse_with_the_ca_and_sends_hsts() {
     std::fs::create_dir_all(path(&dir).join("tls")).unwrap();
     let first = pki("one");
     install(&first, &path(&dir).join("tls"));
-    let serve = serve_tls(&relay("hook", "c", json!({})), &path(&dir), &[]);
+    let serve = serve_tls(&relay("hook", "c", json!({})), &path(&dir), false);
     let addr = serve.addr.unwrap();
     let client = client_trusting(&first.ca_pem);
 
@@ -198,7 +198,7 @@ async fn an_untrusted_certificate_is_refused_clearly_and_insecure_works_with_a_w
     std::fs::create_dir_all(path(&dir).join("tls")).unwrap();
     let pki = pki("one");
     install(&pki, &path(&dir).join("tls"));
-    let serve = serve_tls(&relay("hook", "c", json!({})), &path(&dir), &[]);
+    let serve = serve_tls(&relay("hook", "c", json!({})), &path(&dir), false);
     let addr = serve.addr.unwrap();
     let server = format!("https://{addr}");
     let sink = Sink::start().await;
@@ -279,7 +279,7 @@ async fn a_changed_certificate_is_served_without_dropping_connections() {
     std::fs::create_dir_all(&tls_dir).unwrap();
     let (one, two, three) = (pki("one"), pki("two"), pki("three"));
     install(&one, &tls_dir);
-    let mut serve = serve_tls(&relay("hook", "c", json!({})), &path(&dir), &[]);
+    let mut serve = serve_tls(&relay("hook", "c", json!({})), &path(&dir), false);
     let addr = serve.addr.unwrap();
     assert!(trusted_by(&one.ca_pem, addr).await);
     assert!(!trusted_by(&two.ca_pem, addr).await);
@@ -413,7 +413,7 @@ async fn the_tunnel_goes_through_https_proxy_unless_no_proxy_says_otherwise() {
     std::fs::create_dir_all(path(&dir).join("tls")).unwrap();
     let pki = pki("one");
     install(&pki, &path(&dir).join("tls"));
-    let serve = serve_tls(&relay("hook", "c", json!({})), &path(&dir), &[]);
+    let serve = serve_tls(&relay("hook", "c", json!({})), &path(&dir), true);
     let addr = serve.addr.unwrap();
     let server = format!("https://{addr}");
     let ca = path(&dir).join("tls/ca.pem");
