@@ -12,6 +12,7 @@ use wcon::buffer::{Buffer, Embedded};
 use wcon::config::{ConnectionsConfig, WebhooksConfig};
 use wcon::modules::registry::BuildContext;
 use wcon::modules::{Connections, NetworkPolicy};
+use wcon::receiver::tls::{CertWatcher, ServerTls};
 use wcon::receiver::{self, ReceiverConfig};
 use wcon::secret::Secret;
 
@@ -22,7 +23,8 @@ use crate::Failure;
 /// Reads webhooks.json and connections.json from the working directory (or --config-dir). With no
 /// webhooks.json it starts a quickstart: one relay webhook `default` on channel `default`.
 /// Environment: WEBHOOK_CONNECT_ADMIN_TOKEN enables the admin API; WEBHOOK_CONNECT_BUFFER selects
-/// the buffer.
+/// the buffer. With --tls-cert and --tls-key it serves HTTPS and WSS on the same port, and
+/// reloads the certificate when its file changes or on SIGHUP.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Address to listen on.
@@ -59,6 +61,27 @@ pub struct Args {
     /// Buffer backend.
     #[arg(long, env = "WEBHOOK_CONNECT_BUFFER", value_enum, default_value_t = BufferKind::Embedded)]
     buffer: BufferKind,
+    /// PEM certificate chain: serve HTTPS and WSS (needs --tls-key). Reloaded when the file
+    /// changes or on SIGHUP, without dropping connections.
+    #[arg(
+        long,
+        env = "WEBHOOK_CONNECT_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(
+        long,
+        env = "WEBHOOK_CONNECT_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    tls_key: Option<PathBuf>,
+    /// Serve the admin API only on this address (plain HTTP; keep it private, e.g.
+    /// 127.0.0.1:9000), not on --listen.
+    #[arg(long, env = "WEBHOOK_CONNECT_ADMIN_LISTEN", value_name = "ADDR")]
+    admin_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -121,14 +144,48 @@ pub async fn run(args: Args) -> Result<ExitCode, Failure> {
                 data_dir.display()
             )
         })?);
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(
+            ServerTls::load(cert, key).map_err(|e| Failure::usage(anyhow::Error::new(e)))?,
+        )),
+        _ => None,
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
-    println!("listening on http://{addr}");
-    if let Some(token) = &loaded.quickstart_token {
-        print_quickstart(addr, &args.config_dir, token);
+    let admin_listener = match args.admin_listen {
+        None => None,
+        Some(at) => Some(
+            tokio::net::TcpListener::bind(at)
+                .await
+                .with_context(|| format!("cannot listen on {at} (--admin-listen)"))?,
+        ),
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("listening on {scheme}://{addr}");
+    if let Some(admin) = &admin_listener {
+        println!("admin API on http://{}", admin.local_addr()?);
+        if !admin.local_addr()?.ip().is_loopback() {
+            eprintln!(
+                "warning: the admin API listens on a non-loopback address without TLS; keep it on a private network"
+            );
+        }
     }
+    if let Some(token) = &loaded.quickstart_token {
+        print_quickstart(scheme, addr, &args.config_dir, token);
+    }
+    // The watcher lives as long as the server; without it, SIGHUP still reloads.
+    let _cert_watcher = tls.clone().and_then(|tls| {
+        CertWatcher::start(tls)
+            .map_err(|e| {
+                eprintln!(
+                    "warning: cannot watch the certificate files ({e}); reload them with SIGHUP"
+                )
+            })
+            .ok()
+    });
+    spawn_sighup_loop(Reloadable { tls: tls.clone() });
     let shutdown = CancellationToken::new();
     let stopper = shutdown.clone();
     tokio::spawn(async move {
@@ -141,6 +198,8 @@ pub async fn run(args: Args) -> Result<ExitCode, Failure> {
             admin_token,
             max_body_bytes: args.max_body_bytes,
             cors_origins,
+            tls,
+            admin_listener,
             ..ReceiverConfig::new(loaded.webhooks)
         },
         listener,
@@ -149,6 +208,43 @@ pub async fn run(args: Args) -> Result<ExitCode, Failure> {
     )
     .await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// What SIGHUP reloads.
+struct Reloadable {
+    tls: Option<Arc<ServerTls>>,
+}
+
+/// The one SIGHUP loop of `serve`: each signal runs every reload handler.
+fn spawn_sighup_loop(reloadable: Reloadable) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        // Installed now, so a SIGHUP from here on never kills the process.
+        let mut hangup = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!(
+                    "warning: cannot handle SIGHUP ({e}); reloads happen only on file changes"
+                );
+                return;
+            }
+        };
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                reload_certificate(&reloadable);
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = reloadable;
+}
+
+/// SIGHUP handler: the TLS certificate and key.
+fn reload_certificate(reloadable: &Reloadable) {
+    if let Some(tls) = &reloadable.tls {
+        tls.reload_and_log();
+    }
 }
 
 fn paths(args: &Args) -> (PathBuf, PathBuf) {
@@ -288,13 +384,13 @@ fn quickstart_token(data_dir: &Path) -> Result<String, Failure> {
     Ok(token)
 }
 
-fn print_quickstart(addr: SocketAddr, config_dir: &Path, token: &str) {
+fn print_quickstart(scheme: &str, addr: SocketAddr, config_dir: &Path, token: &str) {
     let host = if addr.ip().is_unspecified() {
         "127.0.0.1".to_string()
     } else {
         addr.ip().to_string()
     };
-    let base = format!("http://{host}:{}", addr.port());
+    let base = format!("{scheme}://{host}:{}", addr.port());
     println!(
         "quickstart: no webhooks.json in `{}`, relaying webhook `default` on channel `default`",
         config_dir.display()

@@ -57,6 +57,14 @@ pub struct Args {
     /// otherwise) without streaming.
     #[arg(long)]
     check: bool,
+    /// Also trust the CA certificates of this PEM file for the server's certificate
+    /// (ca_cert_path); the public web roots stay trusted.
+    #[arg(long, value_name = "FILE")]
+    ca_cert: Option<PathBuf>,
+    /// Do not verify the server's TLS certificate (verify_ssl false). Unsafe: anyone on the
+    /// path can read and change the stream; for tests with a self-signed certificate only.
+    #[arg(long)]
+    insecure: bool,
 }
 
 pub async fn run(args: Args, profile: Option<&str>) -> Result<ExitCode, Failure> {
@@ -66,6 +74,13 @@ pub async fn run(args: Args, profile: Option<&str>) -> Result<ExitCode, Failure>
     }
     let config = build_config(&args, &profile).map_err(Failure::usage)?;
     let delivery = engine::Deliverer::from_config(&config).map_err(Failure::usage)?;
+    // A CA file that cannot be used stops the tunnel before it connects.
+    engine::outbound::Outbound::from_config(&config).map_err(Failure::usage)?;
+    if !config.verify_ssl {
+        eprintln!(
+            "warning: TLS certificate verification is off (--insecure / verify_ssl false): anyone on the path to the server can read and change the stream"
+        );
+    }
     let shutdown = CancellationToken::new();
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let printer = tokio::spawn(print_events(events_rx));
@@ -118,6 +133,12 @@ fn build_config(
     }
     if let Some(p) = &args.protocol {
         set("protocol", json!(p));
+    }
+    if let Some(path) = &args.ca_cert {
+        set("ca_cert_path", json!(path.display().to_string()));
+    }
+    if args.insecure {
+        set("verify_ssl", json!(false));
     }
     if let Some(n) = args.concurrency {
         set("max_concurrent_requests", json!(n));
@@ -172,10 +193,17 @@ async fn print_events(mut events: mpsc::UnboundedReceiver<Event>) {
                     retry_in.as_secs_f64()
                 )
             }
-            Event::Unauthorized { detail, retry_in } => format!(
-                "{now} error: {detail}; check --token (or WCON_TOKEN); retrying in {:.0}s",
-                retry_in.as_secs_f64()
-            ),
+            Event::Unauthorized { detail, retry_in } => {
+                let hint = if detail.contains("channel token") {
+                    "; check --token (or WCON_TOKEN)"
+                } else {
+                    ""
+                };
+                format!(
+                    "{now} error: {detail}{hint}; retrying in {:.0}s",
+                    retry_in.as_secs_f64()
+                )
+            }
             Event::Attempt {
                 webhook_id,
                 message_id,

@@ -22,6 +22,9 @@ _wcon() {
             wcon,completions)
                 cmd="wcon__subcmd__completions"
                 ;;
+            wcon,dash)
+                cmd="wcon__subcmd__dash"
+                ;;
             wcon,dlq)
                 cmd="wcon__subcmd__dlq"
                 ;;
@@ -112,6 +115,9 @@ _wcon() {
             wcon__subcmd__help,completions)
                 cmd="wcon__subcmd__help__subcmd__completions"
                 ;;
+            wcon__subcmd__help,dash)
+                cmd="wcon__subcmd__help__subcmd__dash"
+                ;;
             wcon__subcmd__help,dlq)
                 cmd="wcon__subcmd__help__subcmd__dlq"
                 ;;
@@ -164,7 +170,7 @@ _wcon() {
 
     case "${cmd}" in
         wcon)
-            opts="-h -V --log-level --log-format --profile --help --version serve tunnel channels dlq init send completions help"
+            opts="-h -V --log-level --log-format --profile --help --version serve tunnel channels dlq init send dash completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -521,6 +527,44 @@ _wcon() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        wcon__subcmd__dash)
+            opts="-h -V --server --admin-token --json --interval --log-level --log-format --profile --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --admin-token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --interval)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --profile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         wcon__subcmd__dlq)
             opts="-h -V --server --admin-token --json --log-level --log-format --profile --help --version list show replay purge help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -792,7 +836,7 @@ _wcon() {
             return 0
             ;;
         wcon__subcmd__help)
-            opts="serve tunnel channels dlq init send completions help"
+            opts="serve tunnel channels dlq init send dash completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -890,6 +934,20 @@ _wcon() {
             return 0
             ;;
         wcon__subcmd__help__subcmd__completions)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        wcon__subcmd__help__subcmd__dash)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1168,7 +1226,7 @@ _wcon() {
             return 0
             ;;
         wcon__subcmd__serve)
-            opts="-h -V --listen --config-dir --webhooks --connections --data-dir --max-body-bytes --cors-origin --check --buffer --log-level --log-format --profile --help --version"
+            opts="-h -V --listen --config-dir --webhooks --connections --data-dir --max-body-bytes --cors-origin --check --buffer --tls-cert --tls-key --admin-listen --log-level --log-format --profile --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1206,6 +1264,18 @@ _wcon() {
                     COMPREPLY=($(compgen -W "embedded redis rabbitmq" -- "${cur}"))
                     return 0
                     ;;
+                --tls-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --admin-listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --log-level)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1226,7 +1296,7 @@ _wcon() {
             return 0
             ;;
         wcon__subcmd__tunnel)
-            opts="-c -h -V --to --server --token --config --connector-id --webhooks --connections --concurrency --protocol --check --log-level --log-format --profile --help --version"
+            opts="-c -h -V --to --server --token --config --connector-id --webhooks --connections --concurrency --protocol --check --ca-cert --insecure --log-level --log-format --profile --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1270,6 +1340,10 @@ _wcon() {
                     ;;
                 --protocol)
                     COMPREPLY=($(compgen -W "websocket sse long_poll auto" -- "${cur}"))
+                    return 0
+                    ;;
+                --ca-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --log-level)

@@ -31,6 +31,7 @@ set edit:completion:arg-completer[wcon] = {|@words|
             cand dlq 'List, show, replay and purge dead letters of a running server (admin API)'
             cand init 'Write a starting config (receiver or connector) from templates, with a strong token'
             cand send 'Send a test webhook, signed like Stripe, GitHub or Shopify, and print the answer'
+            cand dash 'Watch a running server live: channels, connectors, messages, dead letters (terminal UI)'
             cand completions 'Print a shell completion script (bash, zsh, fish, powershell, elvish)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -43,6 +44,9 @@ set edit:completion:arg-completer[wcon] = {|@words|
             cand --max-body-bytes 'Body limit in bytes of webhooks that set no `max_body_bytes`'
             cand --cors-origin 'Browser origin allowed to call the API (CORS), e.g. https://app.example.com; repeatable. Without one, CORS is off. `*` is refused'
             cand --buffer 'Buffer backend'
+            cand --tls-cert 'PEM certificate chain: serve HTTPS and WSS (needs --tls-key). Reloaded when the file changes or on SIGHUP, without dropping connections'
+            cand --tls-key 'PEM private key of --tls-cert'
+            cand --admin-listen 'Serve the admin API only on this address (plain HTTP; keep it private, e.g. 127.0.0.1:9000), not on --listen'
             cand --log-level 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set'
             cand --log-format 'Log format'
             cand --profile 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it'
@@ -63,10 +67,12 @@ set edit:completion:arg-completer[wcon] = {|@words|
             cand --connections 'Module mode: the connections.json the modules use'
             cand --concurrency 'Deliveries running at once (max_concurrent_requests)'
             cand --protocol 'Streaming transport: websocket (default), sse, long_poll, or auto (WebSocket, falling back to SSE, then long-poll, and going back up later). CONNECTOR_PROTOCOL in the env'
+            cand --ca-cert 'Also trust the CA certificates of this PEM file for the server''s certificate (ca_cert_path); the public web roots stay trusted'
             cand --log-level 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set'
             cand --log-format 'Log format'
             cand --profile 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it'
             cand --check 'Validate the settings, reach the server''s status endpoint with the token, every HTTP target and every connection once, print one line per item and exit (0 when all pass, 1 otherwise) without streaming'
+            cand --insecure 'Do not verify the server''s TLS certificate (verify_ssl false). Unsafe: anyone on the path can read and change the stream; for tests with a self-signed certificate only'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
@@ -304,6 +310,19 @@ set edit:completion:arg-completer[wcon] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'wcon;dash'= {
+            cand --server 'URL of `wcon serve`, e.g. https://hooks.example.com'
+            cand --admin-token 'The server''s WEBHOOK_CONNECT_ADMIN_TOKEN'
+            cand --interval 'How often to poll the server: `1s`, `500ms`, `2m` or plain seconds'
+            cand --log-level 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set'
+            cand --log-format 'Log format'
+            cand --profile 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it'
+            cand --json 'Print the server''s JSON instead of a table'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'wcon;completions'= {
             cand --log-level 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set'
             cand --log-format 'Log format'
@@ -320,6 +339,7 @@ set edit:completion:arg-completer[wcon] = {|@words|
             cand dlq 'List, show, replay and purge dead letters of a running server (admin API)'
             cand init 'Write a starting config (receiver or connector) from templates, with a strong token'
             cand send 'Send a test webhook, signed like Stripe, GitHub or Shopify, and print the answer'
+            cand dash 'Watch a running server live: channels, connectors, messages, dead letters (terminal UI)'
             cand completions 'Print a shell completion script (bash, zsh, fish, powershell, elvish)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -361,6 +381,8 @@ set edit:completion:arg-completer[wcon] = {|@words|
         &'wcon;help;init'= {
         }
         &'wcon;help;send'= {
+        }
+        &'wcon;help;dash'= {
         }
         &'wcon;help;completions'= {
         }

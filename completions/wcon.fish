@@ -36,6 +36,7 @@ complete -c wcon -n "__fish_wcon_needs_command" -f -a "channels" -d 'Inspect rel
 complete -c wcon -n "__fish_wcon_needs_command" -f -a "dlq" -d 'List, show, replay and purge dead letters of a running server (admin API)'
 complete -c wcon -n "__fish_wcon_needs_command" -f -a "init" -d 'Write a starting config (receiver or connector) from templates, with a strong token'
 complete -c wcon -n "__fish_wcon_needs_command" -f -a "send" -d 'Send a test webhook, signed like Stripe, GitHub or Shopify, and print the answer'
+complete -c wcon -n "__fish_wcon_needs_command" -f -a "dash" -d 'Watch a running server live: channels, connectors, messages, dead letters (terminal UI)'
 complete -c wcon -n "__fish_wcon_needs_command" -f -a "completions" -d 'Print a shell completion script (bash, zsh, fish, powershell, elvish)'
 complete -c wcon -n "__fish_wcon_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c wcon -n "__fish_wcon_using_subcommand serve" -l listen -d 'Address to listen on' -r
@@ -48,6 +49,9 @@ complete -c wcon -n "__fish_wcon_using_subcommand serve" -l cors-origin -d 'Brow
 complete -c wcon -n "__fish_wcon_using_subcommand serve" -l buffer -d 'Buffer backend' -r -f -a "embedded\t'A durable store under the data directory; no server needed'
 redis\t'Redis Streams (several instances)'
 rabbitmq\t'RabbitMQ queues'"
+complete -c wcon -n "__fish_wcon_using_subcommand serve" -l tls-cert -d 'PEM certificate chain: serve HTTPS and WSS (needs --tls-key). Reloaded when the file changes or on SIGHUP, without dropping connections' -r -F
+complete -c wcon -n "__fish_wcon_using_subcommand serve" -l tls-key -d 'PEM private key of --tls-cert' -r -F
+complete -c wcon -n "__fish_wcon_using_subcommand serve" -l admin-listen -d 'Serve the admin API only on this address (plain HTTP; keep it private, e.g. 127.0.0.1:9000), not on --listen' -r
 complete -c wcon -n "__fish_wcon_using_subcommand serve" -l log-level -d 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set' -r
 complete -c wcon -n "__fish_wcon_using_subcommand serve" -l log-format -d 'Log format' -r -f -a "text\t'For people'
 json\t'One JSON object per line'"
@@ -67,11 +71,13 @@ complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -l protocol -d 'Stream
 sse\t''
 long_poll\t''
 auto\t''"
+complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -l ca-cert -d 'Also trust the CA certificates of this PEM file for the server\'s certificate (ca_cert_path); the public web roots stay trusted' -r -F
 complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -l log-level -d 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set' -r
 complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -l log-format -d 'Log format' -r -f -a "text\t'For people'
 json\t'One JSON object per line'"
 complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -l profile -d 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it' -r
 complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -l check -d 'Validate the settings, reach the server\'s status endpoint with the token, every HTTP target and every connection once, print one line per item and exit (0 when all pass, 1 otherwise) without streaming'
+complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -l insecure -d 'Do not verify the server\'s TLS certificate (verify_ssl false). Unsafe: anyone on the path can read and change the stream; for tests with a self-signed certificate only'
 complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -s V -l version -d 'Print version'
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and not __fish_seen_subcommand_from list show stats disconnect rotate-token help" -l server -d 'URL of `wcon serve`, e.g. https://hooks.example.com' -r
@@ -244,20 +250,31 @@ complete -c wcon -n "__fish_wcon_using_subcommand send" -l profile -d 'Profile o
 complete -c wcon -n "__fish_wcon_using_subcommand send" -l json -d 'Print `{"status": …, "body": …}` instead of text'
 complete -c wcon -n "__fish_wcon_using_subcommand send" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c wcon -n "__fish_wcon_using_subcommand send" -s V -l version -d 'Print version'
+complete -c wcon -n "__fish_wcon_using_subcommand dash" -l server -d 'URL of `wcon serve`, e.g. https://hooks.example.com' -r
+complete -c wcon -n "__fish_wcon_using_subcommand dash" -l admin-token -d 'The server\'s WEBHOOK_CONNECT_ADMIN_TOKEN' -r
+complete -c wcon -n "__fish_wcon_using_subcommand dash" -l interval -d 'How often to poll the server: `1s`, `500ms`, `2m` or plain seconds' -r
+complete -c wcon -n "__fish_wcon_using_subcommand dash" -l log-level -d 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set' -r
+complete -c wcon -n "__fish_wcon_using_subcommand dash" -l log-format -d 'Log format' -r -f -a "text\t'For people'
+json\t'One JSON object per line'"
+complete -c wcon -n "__fish_wcon_using_subcommand dash" -l profile -d 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it' -r
+complete -c wcon -n "__fish_wcon_using_subcommand dash" -l json -d 'Print the server\'s JSON instead of a table'
+complete -c wcon -n "__fish_wcon_using_subcommand dash" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c wcon -n "__fish_wcon_using_subcommand dash" -s V -l version -d 'Print version'
 complete -c wcon -n "__fish_wcon_using_subcommand completions" -l log-level -d 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set' -r
 complete -c wcon -n "__fish_wcon_using_subcommand completions" -l log-format -d 'Log format' -r -f -a "text\t'For people'
 json\t'One JSON object per line'"
 complete -c wcon -n "__fish_wcon_using_subcommand completions" -l profile -d 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it' -r
 complete -c wcon -n "__fish_wcon_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c wcon -n "__fish_wcon_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c wcon -n "__fish_wcon_using_subcommand help; and not __fish_seen_subcommand_from serve tunnel channels dlq init send completions help" -f -a "serve" -d 'Run the public receiver: accept webhooks, store them durably, stream them to connectors'
-complete -c wcon -n "__fish_wcon_using_subcommand help; and not __fish_seen_subcommand_from serve tunnel channels dlq init send completions help" -f -a "tunnel" -d 'Connect out to a receiver and deliver a channel\'s webhooks to a local app'
-complete -c wcon -n "__fish_wcon_using_subcommand help; and not __fish_seen_subcommand_from serve tunnel channels dlq init send completions help" -f -a "channels" -d 'Inspect relay channels of a running server (admin API)'
-complete -c wcon -n "__fish_wcon_using_subcommand help; and not __fish_seen_subcommand_from serve tunnel channels dlq init send completions help" -f -a "dlq" -d 'List, show, replay and purge dead letters of a running server (admin API)'
-complete -c wcon -n "__fish_wcon_using_subcommand help; and not __fish_seen_subcommand_from serve tunnel channels dlq init send completions help" -f -a "init" -d 'Write a starting config (receiver or connector) from templates, with a strong token'
-complete -c wcon -n "__fish_wcon_using_subcommand help; and not __fish_seen_subcommand_from serve tunnel channels dlq init send completions help" -f -a "send" -d 'Send a test webhook, signed like Stripe, GitHub or Shopify, and print the answer'
-complete -c wcon -n "__fish_wcon_using_subcommand help; and not __fish_seen_subcommand_from serve tunnel channels dlq init send completions help" -f -a "completions" -d 'Print a shell completion script (bash, zsh, fish, powershell, elvish)'
-complete -c wcon -n "__fish_wcon_using_subcommand help; and not __fish_seen_subcommand_from serve tunnel channels dlq init send completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c wcon -n "__fish_wcon_using_subcommand help; and not __fish_seen_subcommand_from serve tunnel channels dlq init send dash completions help" -f -a "serve" -d 'Run the public receiver: accept webhooks, store them durably, stream them to connectors'
+complete -c wcon -n "__fish_wcon_using_subcommand help; and not __fish_seen_subcommand_from serve tunnel channels dlq init send dash completions help" -f -a "tunnel" -d 'Connect out to a receiver and deliver a channel\'s webhooks to a local app'
+complete -c wcon -n "__fish_wcon_using_subcommand help; and not __fish_seen_subcommand_from serve tunnel channels dlq init send dash completions help" -f -a "channels" -d 'Inspect relay channels of a running server (admin API)'
+complete -c wcon -n "__fish_wcon_using_subcommand help; and not __fish_seen_subcommand_from serve tunnel channels dlq init send dash completions help" -f -a "dlq" -d 'List, show, replay and purge dead letters of a running server (admin API)'
+complete -c wcon -n "__fish_wcon_using_subcommand help; and not __fish_seen_subcommand_from serve tunnel channels dlq init send dash completions help" -f -a "init" -d 'Write a starting config (receiver or connector) from templates, with a strong token'
+complete -c wcon -n "__fish_wcon_using_subcommand help; and not __fish_seen_subcommand_from serve tunnel channels dlq init send dash completions help" -f -a "send" -d 'Send a test webhook, signed like Stripe, GitHub or Shopify, and print the answer'
+complete -c wcon -n "__fish_wcon_using_subcommand help; and not __fish_seen_subcommand_from serve tunnel channels dlq init send dash completions help" -f -a "dash" -d 'Watch a running server live: channels, connectors, messages, dead letters (terminal UI)'
+complete -c wcon -n "__fish_wcon_using_subcommand help; and not __fish_seen_subcommand_from serve tunnel channels dlq init send dash completions help" -f -a "completions" -d 'Print a shell completion script (bash, zsh, fish, powershell, elvish)'
+complete -c wcon -n "__fish_wcon_using_subcommand help; and not __fish_seen_subcommand_from serve tunnel channels dlq init send dash completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c wcon -n "__fish_wcon_using_subcommand help; and __fish_seen_subcommand_from channels" -f -a "list" -d 'Every channel with its webhooks, connected clients and limits'
 complete -c wcon -n "__fish_wcon_using_subcommand help; and __fish_seen_subcommand_from channels" -f -a "show" -d 'One channel: settings, counts and connected clients'
 complete -c wcon -n "__fish_wcon_using_subcommand help; and __fish_seen_subcommand_from channels" -f -a "stats" -d 'Counts of one channel (queued, in flight, delivered, expired, dead-lettered)'

@@ -127,10 +127,10 @@ pub struct ConnectorConfig {
     /// Log format (`text` or `json`).
     #[serde(default)]
     pub log_format: Option<String>,
-    /// Verify the server's TLS certificate.
+    /// Verify the server's TLS certificate (the default); `false` only on purpose (`--insecure`).
     #[serde(default = "defaults::yes")]
     pub verify_ssl: bool,
-    /// Extra CA certificate (PEM) to trust.
+    /// Extra CA certificates (PEM) to trust besides the webpki roots (`--ca-cert`).
     #[serde(default)]
     pub ca_cert_path: Option<String>,
     /// Client certificate (PEM) for mTLS.
@@ -424,20 +424,20 @@ impl ConnectorConfig {
                 "must be at least 1",
             ));
         }
-        if !self.verify_ssl {
-            errors.push(not_yet(
-                "verify_ssl",
-                "turning certificate verification off",
-            ));
-        }
         for (key, present) in [
-            ("ca_cert_path", self.ca_cert_path.is_some()),
             ("client_cert_path", self.client_cert_path.is_some()),
             ("client_key_path", self.client_key_path.is_some()),
         ] {
             if present {
-                errors.push(not_yet(key, "custom certificates"));
+                errors.push(not_yet(key, "client certificates (mutual TLS)"));
             }
+        }
+        if self.ca_cert_path.as_deref().is_some_and(str::is_empty) {
+            errors.push(ConfigError::new(
+                file,
+                "ca_cert_path",
+                "must name a PEM file of the CA that signed the server's certificate",
+            ));
         }
         let module_mode = self.webhooks_config.is_some();
         if self.connections_config.is_some() && !module_mode {
@@ -655,6 +655,25 @@ mod tests {
                 .contains("did you mean `max_concurrent_requests`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn tls_settings_are_taken_and_client_certificates_refused() {
+        let mut l = base();
+        l.insert("verify_ssl".into(), json!(false));
+        l.insert("ca_cert_path".into(), json!("/etc/wcon/ca.pem"));
+        let c = ConnectorConfig::from_layers("c.json", &[l.clone()]).unwrap();
+        assert!(!c.verify_ssl);
+        assert_eq!(c.ca_cert_path.as_deref(), Some("/etc/wcon/ca.pem"));
+        let env = env_layer(&|k| (k == "CONNECTOR_VERIFY_SSL").then(|| "true".into())).unwrap();
+        assert!(
+            ConnectorConfig::from_layers("c.json", &[l.clone(), env])
+                .unwrap()
+                .verify_ssl
+        );
+        l.insert("client_cert_path".into(), json!("/etc/wcon/client.pem"));
+        let err = ConnectorConfig::from_layers("c.json", &[l]).unwrap_err();
+        assert!(err.to_string().contains("client certificates"), "{err}");
     }
 
     #[test]

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{ConfigError, ConfigErrors, from_value, join_path};
+use crate::auth::ip_whitelist::IpRanges;
 use crate::cleanup::CredentialCleanup;
 use crate::modules::pipeline::{Pipeline, PipelineSpec};
 use crate::modules::registry::BuildContext;
@@ -150,9 +151,18 @@ pub struct RelayConfig {
     /// Deliveries after which a message that keeps failing is dead-lettered.
     #[serde(default = "defaults::max_delivery_attempts")]
     pub max_delivery_attempts: u32,
-    /// Connector addresses allowed to stream (CIDR).
+    /// Connector addresses (and CIDR ranges) allowed to use the streaming API; absent: any.
     #[serde(default)]
-    pub allowed_connector_ips: Option<Value>,
+    pub allowed_connector_ips: Option<IpRanges>,
+    /// New WebSocket and SSE connections one connector address may open per minute (a burst of
+    /// this many, then one every `60 / n` seconds).
+    #[serde(default = "defaults::max_connections_per_minute")]
+    pub max_connections_per_minute: u32,
+    /// Frames of a WebSocket, or HTTP acks of an open SSE stream, one connection may send per
+    /// second; absent: no limit. A WebSocket over it is read more slowly; an HTTP ack over it
+    /// gets 429.
+    #[serde(default)]
+    pub max_messages_per_second: Option<u32>,
 }
 
 mod defaults {
@@ -176,6 +186,9 @@ mod defaults {
     }
     pub fn max_delivery_attempts() -> u32 {
         10
+    }
+    pub fn max_connections_per_minute() -> u32 {
+        60
     }
 }
 
@@ -389,6 +402,16 @@ impl WebhooksConfig {
             .or_else(|| self.webhooks.get(&WebhookId("default".into())))
     }
 
+    /// Drops the plain channel tokens of relay webhooks: once the receiver has their digests
+    /// ([`crate::receiver::channels::Channels`]), nothing else needs them in memory.
+    pub fn forget_channel_tokens(&mut self) {
+        for w in self.webhooks.values_mut() {
+            if let Route::Relay(r) = &mut w.route {
+                r.channel_token = Secret::default();
+            }
+        }
+    }
+
     /// Every relay channel, with its settings (webhooks sharing a channel share one entry).
     pub fn channels(&self) -> BTreeMap<ChannelName, RelayConfig> {
         let mut out = BTreeMap::new();
@@ -454,13 +477,6 @@ impl WebhookConfig {
         modules: &BuildContext,
     ) -> Result<Webhook, Vec<ConfigError>> {
         let mut errors = Vec::new();
-        let not_yet = |key: &str, what: &str| {
-            ConfigError::new(
-                file,
-                join_path(id, key),
-                format!("{what} is not supported yet by this version of wcon; remove the key"),
-            )
-        };
         let schema = self.json_schema.as_ref().and_then(|v| {
             if self.data_type != DataType::Json {
                 errors.push(ConfigError::new(
@@ -529,10 +545,22 @@ impl WebhookConfig {
                                     "the channel token must be at least 8 characters",
                                 ));
                             }
-                            if relay.allowed_connector_ips.is_some() {
-                                errors.push(not_yet(
-                                    "module-config.allowed_connector_ips",
-                                    "`allowed_connector_ips`",
+                            if relay
+                                .allowed_connector_ips
+                                .as_ref()
+                                .is_some_and(|ips| ips.0.is_empty())
+                            {
+                                errors.push(ConfigError::new(
+                                    file,
+                                    join_path(&at, "allowed_connector_ips"),
+                                    "an empty list would refuse every connector; list addresses or CIDR ranges, or remove the key",
+                                ));
+                            }
+                            if relay.max_messages_per_second == Some(0) {
+                                errors.push(ConfigError::new(
+                                    file,
+                                    join_path(&at, "max_messages_per_second"),
+                                    "must be greater than 0 (remove the key for no limit)",
                                 ));
                             }
                             for (key, value) in [
@@ -548,6 +576,10 @@ impl WebhookConfig {
                                 (
                                     "max_delivery_attempts",
                                     u64::from(relay.max_delivery_attempts),
+                                ),
+                                (
+                                    "max_connections_per_minute",
+                                    u64::from(relay.max_connections_per_minute),
                                 ),
                             ] {
                                 if value == 0 {
@@ -757,6 +789,37 @@ mod tests {
             [("w.json", "a.ip_whitelist[0]"), ("w.json", "a.hmac.format")],
             "{err}"
         );
+    }
+
+    #[test]
+    fn connector_limits_are_read_and_checked() {
+        let mut v = relay("c");
+        v["module-config"]["allowed_connector_ips"] = json!(["10.0.0.0/8", "192.168.1.100"]);
+        v["module-config"]["max_messages_per_second"] = json!(50);
+        let c = WebhooksConfig::from_json("w.json", json!({"a": v.clone()})).unwrap();
+        let r = &c.channels()[&ChannelName::from("c")];
+        let ips = r.allowed_connector_ips.as_ref().unwrap();
+        assert!(ips.contains("10.1.2.3".parse().unwrap()));
+        assert!(!ips.contains("192.168.1.101".parse().unwrap()));
+        assert_eq!(
+            (r.max_connections_per_minute, r.max_messages_per_second),
+            (60, Some(50))
+        );
+        v["module-config"]["max_messages_per_second"] = json!(0);
+        v["module-config"]["allowed_connector_ips"] = json!([]);
+        let err = WebhooksConfig::from_json("w.json", json!({"a": v.clone()})).unwrap_err();
+        let paths: Vec<_> = err.0.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "a.module-config.allowed_connector_ips",
+                "a.module-config.max_messages_per_second"
+            ],
+            "{err}"
+        );
+        v["module-config"]["allowed_connector_ips"] = json!(["10.0.0.1/8"]);
+        let err = WebhooksConfig::from_json("w.json", json!({"a": v})).unwrap_err();
+        assert!(err.0[0].message.contains("host bits"), "{err}");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 pub mod backoff;
 pub mod deliver;
 pub mod modules;
+pub mod outbound;
 pub mod transport;
 
 use std::sync::Arc;
@@ -127,6 +128,9 @@ pub enum ConnectorError {
     /// The config cannot be turned into a stream URL.
     #[error("cannot build the stream URL from `{0}`")]
     Url(String),
+    /// The TLS settings (`ca_cert_path`) cannot be used.
+    #[error(transparent)]
+    Tls(#[from] outbound::OutboundError),
 }
 
 /// How a streaming session ended.
@@ -179,6 +183,8 @@ pub struct Context {
     pub delivery: Deliverer,
     /// Deliveries running at once (`max_concurrent_requests`).
     pub permits: Arc<Semaphore>,
+    /// TLS and proxies of the connection to the server.
+    pub outbound: outbound::Outbound,
     /// Where events go.
     pub events: mpsc::UnboundedSender<Event>,
     /// Cancelled to stop.
@@ -202,7 +208,9 @@ pub async fn run(
     let config = Arc::new(config);
     let ws_url = transport::ws::stream_url(&config.cloud_url, &config.channel)
         .ok_or_else(|| ConnectorError::Url(config.cloud_url.to_string()))?;
+    let outbound = outbound::Outbound::from_config(&config)?;
     let ctx = Arc::new(Context {
+        outbound,
         permits: Arc::new(Semaphore::new(config.max_concurrent_requests as usize)),
         delivery,
         config: config.clone(),

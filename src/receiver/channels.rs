@@ -2,13 +2,20 @@
 //!
 //! Owns which connector may stream which channel (bearer channel token, constant time; an
 //! unknown channel looks exactly like a bad token; after a rotation the new token, and the
-//! previous one until its grace deadline) and `max_connections`. Messages themselves live in the
-//! buffer, not here.
+//! previous one until its grace deadline; only SHA-256 digests of tokens are kept),
+//! `allowed_connector_ips`, `max_connections`, and the per-connector rate limits
+//! (`max_connections_per_minute` per address, `max_messages_per_second` per connection, both
+//! `governor` limiters). Messages themselves live in the buffer, not here.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
+use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -20,7 +27,6 @@ use crate::config::RelayConfig;
 use crate::protocol::{ChannelName, ConnectionId, ConnectorId};
 
 /// One relay channel as the receiver serves it.
-#[derive(Debug)]
 pub struct Channel {
     /// Its settings from webhooks.json.
     pub config: RelayConfig,
@@ -29,6 +35,8 @@ pub struct Channel {
     pub rotating: tokio::sync::Mutex<()>,
     created_at: DateTime<Utc>,
     connections: Mutex<HashMap<ConnectionId, Arc<Connection>>>,
+    /// New WebSocket/SSE connections per connector address.
+    connects: DefaultKeyedRateLimiter<IpAddr>,
 }
 
 /// The token digests a channel accepts; `Debug` shows neither digest.
@@ -69,7 +77,6 @@ fn decode_digest(hex_digest: &str) -> Option<[u8; 32]> {
 }
 
 /// A live streaming connection.
-#[derive(Debug)]
 pub struct Connection {
     /// Server-chosen id.
     pub id: ConnectionId,
@@ -94,6 +101,8 @@ pub struct Connection {
     token_digest: crate::secret::Secret<[u8; 32]>,
     /// Set when it is closed because that token is no longer accepted.
     token_expired: std::sync::atomic::AtomicBool,
+    /// `max_messages_per_second` of what the connector sends on it.
+    messages: Option<DefaultDirectRateLimiter>,
 }
 
 impl Connection {
@@ -129,6 +138,34 @@ impl Connection {
         DateTime::from_timestamp_millis(self.last_heartbeat_ms.load(Ordering::Relaxed))
             .unwrap_or_default()
     }
+
+    /// Takes one message from the connection's rate; `Err` is how long until one is allowed.
+    pub fn take_message(&self) -> Result<(), Duration> {
+        match &self.messages {
+            None => Ok(()),
+            Some(limit) => limit
+                .check()
+                .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now())),
+        }
+    }
+
+    /// Waits until the connection's rate allows one more message (WebSocket backpressure).
+    pub async fn until_message_allowed(&self) {
+        if let Some(limit) = &self.messages {
+            limit.until_ready().await;
+        }
+    }
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("id", &self.id)
+            .field("connector_id", &self.connector_id)
+            .field("protocol", &self.protocol)
+            .field("remote_ip", &self.remote_ip)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What the admin API shows of a connection.
@@ -160,11 +197,21 @@ pub struct ConnectionView {
     pub remote_ip: String,
 }
 
+impl std::fmt::Debug for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Channel")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Why a connection was not admitted.
 #[derive(Debug, PartialEq, Eq)]
 pub enum AttachError {
     /// The channel has `max_connections` connections.
     Full,
+    /// The address opened `max_connections_per_minute` connections; one is allowed after this.
+    TooFast(Duration),
 }
 
 /// Every relay channel of the receiver.
@@ -183,13 +230,19 @@ impl Channels {
     pub fn new(configs: BTreeMap<ChannelName, RelayConfig>) -> Self {
         let channels = configs
             .into_iter()
-            .map(|(name, config)| {
+            .map(|(name, mut config)| {
+                let config_token = token_digest(config.channel_token.expose());
+                // Only the digest stays in memory.
+                config.channel_token = crate::secret::Secret::default();
+                let per_minute =
+                    NonZeroU32::new(config.max_connections_per_minute).unwrap_or(NonZeroU32::MIN);
                 let channel = Channel {
                     tokens: Mutex::new(Tokens {
-                        current: token_digest(config.channel_token.expose()),
+                        current: config_token,
                         previous: None,
                     }),
                     rotating: tokio::sync::Mutex::new(()),
+                    connects: RateLimiter::keyed(Quota::per_minute(per_minute)),
                     config,
                     created_at: Utc::now(),
                     connections: Mutex::new(HashMap::new()),
@@ -287,8 +340,17 @@ impl Channel {
             .collect()
     }
 
-    /// Admits a connection unless the channel is at `max_connections`. `token_digest` is the
-    /// digest of the token it authenticated with (see [`token_digest`]).
+    /// Whether `ip` may use the channel (`allowed_connector_ips`).
+    pub fn allows(&self, ip: IpAddr) -> bool {
+        self.config
+            .allowed_connector_ips
+            .as_ref()
+            .is_none_or(|ips| ips.contains(ip))
+    }
+
+    /// Admits a connection unless its address opens connections too fast (WebSocket and SSE
+    /// only: a long poll is one request of a session) or the channel is at `max_connections`. `token_digest` is the digest of the
+    /// token it authenticated with (see [`token_digest`]).
     pub fn attach(
         &self,
         token_digest: [u8; 32],
@@ -297,6 +359,15 @@ impl Channel {
         remote_ip: IpAddr,
         shutdown: &CancellationToken,
     ) -> Result<Arc<Connection>, AttachError> {
+        if protocol != "long_poll" {
+            // Bound the memory of the per-address table under a spray of addresses.
+            if self.connects.len() > 10_000 {
+                self.connects.retain_recent();
+            }
+            self.connects.check_key(&remote_ip).map_err(|not_until| {
+                AttachError::TooFast(not_until.wait_time_from(DefaultClock::default().now()))
+            })?;
+        }
         let mut connections = self.connections.lock().expect("connections lock");
         if connections.len() >= self.config.max_connections as usize {
             return Err(AttachError::Full);
@@ -320,6 +391,11 @@ impl Channel {
             close: shutdown.child_token(),
             token_digest: crate::secret::Secret::new(token_digest),
             token_expired: std::sync::atomic::AtomicBool::new(false),
+            messages: self
+                .config
+                .max_messages_per_second
+                .and_then(NonZeroU32::new)
+                .map(|n| RateLimiter::direct(Quota::per_second(n))),
         });
         connections.insert(id, connection.clone());
         Ok(connection)
@@ -404,7 +480,11 @@ mod tests {
                 ack_timeout_seconds: 30,
                 heartbeat_interval_seconds: 30,
                 max_delivery_attempts: 10,
-                allowed_connector_ips: None,
+                allowed_connector_ips: Some(
+                    serde_json::from_value(serde_json::json!(["10.0.0.0/8", "127.0.0.1"])).unwrap(),
+                ),
+                max_connections_per_minute: 3,
+                max_messages_per_second: Some(2),
             },
         );
         Channels::new(m)
@@ -474,5 +554,32 @@ mod tests {
             current_sha256: "not hex".into(),
             ..ended
         }));
+    }
+
+    #[test]
+    fn addresses_and_rates() {
+        let c = channels(100);
+        let ch = c.get("c").unwrap();
+        assert!(ch.allows("10.9.8.7".parse().unwrap()));
+        assert!(ch.allows("::ffff:127.0.0.1".parse().unwrap()));
+        assert!(!ch.allows("192.0.2.1".parse().unwrap()));
+        let stop = CancellationToken::new();
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let t = token_digest("right-token");
+        for _ in 0..3 {
+            ch.attach(t, "sse", None, ip, &stop).unwrap();
+        }
+        assert!(matches!(
+            ch.attach(t, "websocket", None, ip, &stop),
+            Err(AttachError::TooFast(wait)) if wait > Duration::from_secs(5)
+        ));
+        // Another address has its own allowance, and polls are not counted.
+        assert!(
+            ch.attach(t, "sse", None, "10.0.0.1".parse().unwrap(), &stop)
+                .is_ok()
+        );
+        let poll = ch.attach(t, "long_poll", None, ip, &stop).unwrap();
+        assert!(poll.take_message().is_ok() && poll.take_message().is_ok());
+        assert!(poll.take_message().is_err());
     }
 }

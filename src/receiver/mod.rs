@@ -1,8 +1,8 @@
 //! `wcon serve`: the public receiver, an axum app.
 //!
 //! Owns the HTTP surface: ingest (`/webhook/{id}`), the streaming API (`/connect/…`), the admin
-//! API and health. It takes a bound listener, a buffer and a shutdown token; it never binds or
-//! prints by itself.
+//! API (on the public listener, or alone on its own) and health, over HTTP or TLS. It takes bound
+//! listeners, a buffer and a shutdown token; it never binds or prints by itself.
 
 pub mod admin;
 pub mod api_error;
@@ -16,6 +16,7 @@ pub mod rate_limit;
 pub mod schema;
 pub mod security;
 pub mod stream;
+pub mod tls;
 pub mod tokens;
 
 use std::net::SocketAddr;
@@ -29,6 +30,7 @@ use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::buffer::{Buffer, BufferError, ChannelSettings};
 use crate::config::WebhooksConfig;
@@ -46,6 +48,10 @@ pub struct ReceiverConfig {
     pub max_body_bytes: u64,
     /// Origins browsers may call the API from (CORS); empty: CORS off.
     pub cors_origins: Vec<http::HeaderValue>,
+    /// Serve HTTPS (and WSS) with this certificate, and send HSTS; `None`: plain HTTP.
+    pub tls: Option<Arc<tls::ServerTls>>,
+    /// Serve the admin API here (plain HTTP) and not on the public listener.
+    pub admin_listener: Option<TcpListener>,
 }
 
 impl ReceiverConfig {
@@ -56,9 +62,25 @@ impl ReceiverConfig {
             admin_token: None,
             max_body_bytes: crate::config::webhooks::DEFAULT_MAX_BODY_BYTES,
             cors_origins: Vec::new(),
+            tls: None,
+            admin_listener: None,
         }
     }
 }
+
+/// What the public router carries besides the streaming and ingest routes.
+#[derive(Debug, Clone, Default)]
+pub struct RouterOptions {
+    /// Origins browsers may call the API from (CORS); empty: CORS off.
+    pub cors_origins: Vec<http::HeaderValue>,
+    /// Send `Strict-Transport-Security` (the listener is TLS).
+    pub hsts: bool,
+    /// Leave the admin API out (it has its own listener).
+    pub without_admin: bool,
+}
+
+/// `Strict-Transport-Security` of a TLS listener: one year, as browsers' preload lists expect.
+const HSTS: &str = "max-age=31536000; includeSubDomains";
 
 /// Shared state of every handler.
 pub struct AppState {
@@ -89,10 +111,10 @@ pub enum ReceiverError {
     Serve(#[source] std::io::Error),
 }
 
-/// Builds the router (also used by tests that drive it without a socket), with security
-/// headers on every answer and CORS only for `cors_origins`.
-pub fn router(state: Arc<AppState>, cors_origins: Vec<http::HeaderValue>) -> Router {
-    let routes = Router::new()
+/// Builds the public router (also used by tests that drive it without a socket), with security
+/// headers on every answer, HSTS over TLS and CORS only for the configured origins.
+pub fn router(state: Arc<AppState>, options: RouterOptions) -> Router {
+    let mut routes = Router::new()
         .route("/", get(root))
         .route("/health", get(health))
         .route("/openapi.json", get(openapi::serve))
@@ -102,17 +124,38 @@ pub fn router(state: Arc<AppState>, cors_origins: Vec<http::HeaderValue>) -> Rou
         .route("/connect/stream/{channel}/sse", get(stream::sse::connect))
         .route("/connect/stream/{channel}/poll", get(stream::poll::poll))
         .route("/connect/ack", post(stream::ack::ack))
-        .route("/connect/status/{channel}", get(stream::ack::status))
+        .route("/connect/status/{channel}", get(stream::ack::status));
+    if !options.without_admin {
+        routes = with_admin_routes(routes);
+    }
+    let routes = routes
+        // Ingest enforces each webhook's own body limit while reading.
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state);
+    let mut routes = security::with_security_headers(routes);
+    if options.hsts {
+        routes = routes.layer(SetResponseHeaderLayer::if_not_present(
+            http::header::STRICT_TRANSPORT_SECURITY,
+            http::HeaderValue::from_static(HSTS),
+        ));
+    }
+    security::with_cors(routes, options.cors_origins)
+}
+
+/// The admin listener's router: the admin API alone, with the security headers.
+pub fn admin_router(state: Arc<AppState>) -> Router {
+    let routes = with_admin_routes(Router::new()).with_state(state);
+    security::with_security_headers(routes)
+}
+
+/// The admin API, and the seeds' path of rotate-token.
+fn with_admin_routes(routes: Router<Arc<AppState>>) -> Router<Arc<AppState>> {
+    routes
         .nest("/admin/webhook-connect", admin::router())
         .route(
             "/admin/channels/{channel}/rotate-token",
             post(admin::rotate_token),
         )
-        // Ingest enforces each webhook's own body limit while reading.
-        .layer(DefaultBodyLimit::disable())
-        .with_state(state);
-    let routes = security::with_security_headers(routes);
-    security::with_cors(routes, cors_origins)
 }
 
 /// Serves until `shutdown` is cancelled, then stops accepting, lets requests in progress finish,
@@ -142,9 +185,12 @@ pub async fn run(
         .configure(&settings)
         .await
         .map_err(ReceiverError::Buffer)?;
+    let channels = Channels::new(channels);
+    let mut webhooks = config.webhooks;
+    webhooks.forget_channel_tokens();
     let state = Arc::new(AppState {
-        webhooks: config.webhooks,
-        channels: Channels::new(channels),
+        webhooks,
+        channels,
         buffer: buffer.clone(),
         admin_token: config.admin_token,
         max_body_bytes: config.max_body_bytes,
@@ -155,18 +201,56 @@ pub async fn run(
     let dispatchers = TaskTracker::new();
     dispatchers.spawn(tokens::watch(state.clone(), shutdown.clone()));
     dispatch::spawn_all(&state.webhooks, &buffer, &shutdown, &dispatchers);
-    let app = router(state.clone(), config.cors_origins)
-        .into_make_service_with_connect_info::<SocketAddr>();
-    // Frames and answers are small writes: without TCP_NODELAY, Nagle's algorithm and delayed
-    // ACKs hold some of them back for up to 40 ms.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await;
+    let options = RouterOptions {
+        cors_origins: config.cors_origins,
+        hsts: config.tls.is_some(),
+        without_admin: config.admin_listener.is_some(),
+    };
+    let app = router(state.clone(), options).into_make_service_with_connect_info::<SocketAddr>();
+    let (tls, admin_listener) = (config.tls, config.admin_listener);
+    // Whichever server ends first (an error) stops the other one too.
+    let public = async {
+        let served = match tls {
+            None => {
+                // Frames and answers are small writes: without TCP_NODELAY, Nagle's algorithm and
+                // delayed ACKs hold some of them back for up to 40 ms.
+                let listener = listener.tap_io(|tcp| {
+                    if let Err(e) = tcp.set_nodelay(true) {
+                        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+                    }
+                });
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+                    .await
+            }
+            Some(tls) => {
+                // `tap_io` gives the peer address to `ConnectInfo`; TCP_NODELAY is already set.
+                match tls::TlsListener::new(listener, tls) {
+                    Ok(listener) => {
+                        axum::serve(listener.tap_io(|_| {}), app)
+                            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+                            .await
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        shutdown.cancel();
+        served
+    };
+    let admin = async {
+        let Some(listener) = admin_listener else {
+            return Ok(());
+        };
+        let app = admin_router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .await;
+        shutdown.cancel();
+        served
+    };
+    let (served, admin_served) = tokio::join!(public, admin);
+    let served = served.and(admin_served);
     state.streams.close();
     state.streams.wait().await;
     dispatchers.close();

@@ -16,5 +16,6 @@ mod module_e2e;
 mod modules;
 mod relay;
 mod rotate;
+mod security;
 mod support;
 mod transports;

@@ -1,4 +1,4 @@
-//! What the HTTP transports (SSE and long-poll) share: the HTTP client, endpoint URLs, and the
+//! What the HTTP transports (SSE and long-poll) share: endpoint URLs, reading a refusal, and the
 //! task that sends acks and nacks through `POST /connect/ack`.
 
 use std::sync::Arc;
@@ -19,23 +19,23 @@ const ACKS_AT_ONCE: usize = 16;
 /// Tries of one ack before it is given up (the lease then times out and is redelivered).
 const ACK_TRIES: u32 = 3;
 
-/// The HTTP client of a session: the configured connect timeout, TLS settings and proxies
-/// (`HTTPS_PROXY` / `HTTP_PROXY` / `NO_PROXY` as reqwest reads them).
-pub(super) fn client(config: &ConnectorConfig) -> Result<reqwest::Client, String> {
-    let mut builder = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs_f64(config.connection_timeout))
-        .tcp_nodelay(true)
-        .danger_accept_invalid_certs(!config.verify_ssl);
-    if let Some(path) = &config.ca_cert_path {
-        let pem = std::fs::read(path)
-            .map_err(|e| format!("cannot read the CA certificate {path}: {e}"))?;
-        let cert = reqwest::Certificate::from_pem(&pem)
-            .map_err(|e| format!("the CA certificate {path} is not PEM: {e}"))?;
-        builder = builder.add_root_certificate(cert);
+/// What a 401 or 403 answer means, for the person running the connector: a refused token, or
+/// the server's own reason (e.g. an address outside `allowed_connector_ips`).
+pub(super) fn refusal(
+    status: http::StatusCode,
+    body: &str,
+    channel: &crate::protocol::ChannelName,
+) -> String {
+    let detail = serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("detail").and_then(|d| d.as_str()).map(str::to_string));
+    match (status.as_u16(), detail) {
+        (403, Some(detail)) => format!(
+            "the server refused the connection to `{channel}` ({status}: {})",
+            detail.chars().take(200).collect::<String>()
+        ),
+        _ => format!("the server refused the channel token for `{channel}` ({status})"),
     }
-    builder
-        .build()
-        .map_err(|e| format!("cannot set up the HTTP client: {e}"))
 }
 
 /// `http(s)://host[/prefix]/{path}` from the server's base URL.
@@ -110,7 +110,8 @@ pub(super) async fn send_acks(
                         .timeout(Duration::from_secs_f64(config.connection_timeout));
                     match authorized(config, request).send().await {
                         Ok(r) if r.status().is_success() => return,
-                        Ok(r) if r.status().is_server_error() => {
+                        // 5xx, or 429 (`max_messages_per_second`): the next try may get through.
+                        Ok(r) if r.status().is_server_error() || r.status() == http::StatusCode::TOO_MANY_REQUESTS => {
                             tracing::debug!(%message_id, status = %r.status(), attempt, "ack not recorded, trying again")
                         }
                         Ok(r) => {

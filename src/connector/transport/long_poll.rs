@@ -18,6 +18,7 @@ use url::Url;
 use super::http_ack::{self, Reply};
 use super::sse::settle;
 use super::ws::{server_of, spawn_delivery};
+use crate::connector::outbound::describe;
 use crate::connector::{Context, Event, SessionEnd};
 use crate::protocol::{ConnectionId, ServerFrame};
 
@@ -49,9 +50,9 @@ pub async fn session(
     ) else {
         return SessionEnd::Failed(format!("invalid server URL {base}"));
     };
-    let client = match http_ack::client(config) {
+    let client = match ctx.outbound.http_client(config) {
         Ok(c) => c,
-        Err(e) => return SessionEnd::Failed(e),
+        Err(e) => return SessionEnd::Failed(describe(&e)),
     };
     let (out_tx, out_rx) = mpsc::channel::<Reply>(1024);
     let acker = tokio::spawn(http_ack::send_acks(
@@ -112,7 +113,7 @@ pub async fn session(
                 };
             }
             Err(e) => {
-                let why = format!("cannot poll {}: {e}", server_of(&url));
+                let why = format!("cannot poll {}: {}", server_of(&url), describe(&e));
                 break if connected {
                     SessionEnd::Lost(why)
                 } else {
@@ -125,10 +126,8 @@ pub async fn session(
         match status.as_u16() {
             200 | 204 => {}
             401 | 403 => {
-                break SessionEnd::Unauthorized(format!(
-                    "the server refused the channel token for `{}` ({status})",
-                    config.channel
-                ));
+                let body = response.text().await.unwrap_or_default();
+                break SessionEnd::Unauthorized(http_ack::refusal(status, &body, &config.channel));
             }
             _ => {
                 let why = format!("the server answered {status} to a poll");

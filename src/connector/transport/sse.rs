@@ -16,6 +16,7 @@ use url::Url;
 
 use super::http_ack::{self, Reply};
 use super::ws::{SETTLE_TIMEOUT, server_of, spawn_delivery};
+use crate::connector::outbound::describe;
 use crate::connector::{Context, Event, SessionEnd};
 use crate::protocol::{ConnectionId, ServerFrame, WebhookFrame};
 
@@ -39,9 +40,9 @@ pub async fn session(
     ) else {
         return SessionEnd::Failed(format!("invalid server URL {base}"));
     };
-    let client = match http_ack::client(config) {
+    let client = match ctx.outbound.http_client(config) {
         Ok(c) => c,
-        Err(e) => return SessionEnd::Failed(e),
+        Err(e) => return SessionEnd::Failed(describe(&e)),
     };
     let request = http_ack::authorized(config, client.get(url.clone()))
         .header(http::header::ACCEPT, "text/event-stream");
@@ -50,7 +51,7 @@ pub async fn session(
         _ = ctx.shutdown.cancelled() => return SessionEnd::Shutdown,
         r = tokio::time::timeout(timeout, request.send()) => match r {
             Err(_) => return SessionEnd::Failed(format!("no answer from {} within {}s", server_of(&url), config.connection_timeout)),
-            Ok(Err(e)) => return SessionEnd::Failed(format!("cannot connect to {}: {e}", server_of(&url))),
+            Ok(Err(e)) => return SessionEnd::Failed(format!("cannot connect to {}: {}", server_of(&url), describe(&e))),
             Ok(Ok(r)) => r,
         },
     };
@@ -58,10 +59,8 @@ pub async fn session(
     match status.as_u16() {
         200 => {}
         401 | 403 => {
-            return SessionEnd::Unauthorized(format!(
-                "the server refused the channel token for `{}` ({status})",
-                config.channel
-            ));
+            let body = response.text().await.unwrap_or_default();
+            return SessionEnd::Unauthorized(http_ack::refusal(status, &body, &config.channel));
         }
         _ => return SessionEnd::Failed(format!("the server answered {status} to the SSE request")),
     }

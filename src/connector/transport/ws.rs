@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 use url::Url;
 
 use crate::connector::deliver::Verdict;
+use crate::connector::outbound::describe;
 use crate::connector::{Context, Event, SessionEnd};
 use crate::protocol::{ChannelName, ConnectorFrame, ServerFrame, WebhookFrame};
 use crate::time::now_rfc3339;
@@ -64,8 +65,7 @@ pub async fn session(ctx: &Arc<Context>, url: &Url) -> SessionEnd {
     {
         request.headers_mut().insert("x-connector-id", v);
     }
-    // Acks are small frames: disable Nagle so they are not held back waiting for ACKs.
-    let connect = tokio_tungstenite::connect_async_with_config(request, None, true);
+    let connect = ctx.outbound.websocket(request);
     let timeout = Duration::from_secs_f64(config.connection_timeout);
     let socket = tokio::select! {
         _ = ctx.shutdown.cancelled() => return SessionEnd::Shutdown,
@@ -75,11 +75,11 @@ pub async fn session(ctx: &Arc<Context>, url: &Url) -> SessionEnd {
                 let status = response.status();
                 let detail = response.body().as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
                 return match status.as_u16() {
-                    401 | 403 => SessionEnd::Unauthorized(format!("the server refused the channel token for `{}` ({status})", config.channel)),
+                    401 | 403 => SessionEnd::Unauthorized(super::http_ack::refusal(status, &detail, &config.channel)),
                     _ => SessionEnd::Failed(format!("the server answered {status} {}", detail.chars().take(200).collect::<String>())),
                 };
             }
-            Ok(Err(e)) => return SessionEnd::Failed(format!("cannot connect to {}: {e}", server_of(url))),
+            Ok(Err(e)) => return SessionEnd::Failed(format!("cannot connect to {}: {}", server_of(url), describe(&e))),
             Ok(Ok((socket, _))) => socket,
         },
     };
@@ -92,7 +92,7 @@ pub async fn session(ctx: &Arc<Context>, url: &Url) -> SessionEnd {
 }
 
 pub(super) fn server_of(url: &Url) -> String {
-    let scheme = if url.scheme() == "wss" {
+    let scheme = if matches!(url.scheme(), "wss" | "https") {
         "https"
     } else {
         "http"

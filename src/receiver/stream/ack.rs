@@ -115,9 +115,19 @@ pub async fn ack(
         tracing::warn!(remote_ip = %peer.ip(), "ack refused: invalid channel token");
         ApiError::unauthorized("invalid channel token")
     })?;
+    super::check_address(&channel, peer.ip())?;
     let connection_id = ConnectionId(connection_id);
     let message_id = MessageId(message_id);
     if let Some(c) = channel.connection(&connection_id) {
+        c.take_message().map_err(|wait| {
+            super::rate_limited(
+                format!(
+                    "connection `{connection_id}` sends more than {} messages a second (max_messages_per_second)",
+                    channel.config.max_messages_per_second.unwrap_or_default()
+                ),
+                wait,
+            )
+        })?;
         c.touch();
     }
     let not_in_flight = || ApiError::not_found("message not in flight on this connection");

@@ -1,8 +1,10 @@
 //! The streaming API (`/connect/…`): how connectors authenticate and receive messages.
 //!
 //! Owns the checks every transport makes before a stream starts (channel token from
-//! `Authorization: Bearer` or `?token=`, unknown channel = bad token, `max_connections`).
-//! Each transport has its own file.
+//! `Authorization: Bearer` or `?token=`, unknown channel = bad token, then the connector's
+//! address against `allowed_connector_ips` (403 `address_not_allowed`), then
+//! `max_connections_per_minute` (429) and `max_connections` (503)). Each transport has its own
+//! file.
 
 pub mod ack;
 pub mod poll;
@@ -55,10 +57,34 @@ pub fn authenticate(
 ) -> Result<Arc<Channel>, ApiError> {
     let token = presented_token(headers, query)
         .ok_or_else(|| ApiError::unauthorized("missing channel token"))?;
-    state.channels.authenticate(channel, token).ok_or_else(|| {
+    let channel = state.channels.authenticate(channel, token).ok_or_else(|| {
         tracing::warn!(channel = %printable(channel), %remote_ip, "connector refused: invalid channel token");
         ApiError::unauthorized("invalid channel token")
-    })
+    })?;
+    check_address(&channel, remote_ip)?;
+    Ok(channel)
+}
+
+/// 403 `address_not_allowed` unless `allowed_connector_ips` lists the connector's address.
+/// Checked only after the token, so an address outside the list learns nothing about channels.
+pub fn check_address(channel: &Channel, remote_ip: IpAddr) -> Result<(), ApiError> {
+    if channel.allows(remote_ip) {
+        return Ok(());
+    }
+    tracing::warn!(channel = %channel.name(), %remote_ip, "connector refused: address not in allowed_connector_ips");
+    Err(ApiError::new(
+        http::StatusCode::FORBIDDEN,
+        "address_not_allowed",
+        format!(
+            "connections from {remote_ip} are not allowed on this channel (allowed_connector_ips)"
+        ),
+    ))
+}
+
+/// 429 `rate_limited` with `Retry-After` (whole seconds, at least 1).
+pub fn rate_limited(detail: impl Into<String>, wait: std::time::Duration) -> ApiError {
+    ApiError::new(http::StatusCode::TOO_MANY_REQUESTS, "rate_limited", detail)
+        .retry_after(wait.as_secs_f64().ceil().max(1.0) as u64)
 }
 
 /// Admits a connection to an authenticated channel unless it is at `max_connections` (503).
@@ -80,8 +106,8 @@ pub fn attach(
     let token = token_digest(presented_token(headers, query).unwrap_or_default());
     channel
         .attach(token, protocol, connector_id, remote_ip, &state.shutdown)
-        .map_err(|AttachError::Full| {
-            ApiError::unavailable(
+        .map_err(|e| match e {
+            AttachError::Full => ApiError::unavailable(
                 "max_connections",
                 format!(
                     "channel `{}` has its maximum of {} connections",
@@ -89,7 +115,18 @@ pub fn attach(
                     channel.config.max_connections
                 ),
                 5,
-            )
+            ),
+            AttachError::TooFast(wait) => {
+                tracing::warn!(channel = %channel.name(), %remote_ip, "connector refused: connecting too often");
+                rate_limited(
+                    format!(
+                        "{remote_ip} opened more than {} connections to channel `{}` in a minute (max_connections_per_minute)",
+                        channel.config.max_connections_per_minute,
+                        channel.name()
+                    ),
+                    wait,
+                )
+            }
         })
 }
 

@@ -184,6 +184,9 @@ async fn read_loop(
         let Ok(msg) = item else {
             return "connection lost";
         };
+        // Over `max_messages_per_second`, frames are read more slowly: nothing is lost, the
+        // connector's socket fills up instead.
+        connection.until_message_allowed().await;
         connection.touch();
         let frame = match msg {
             WsMessage::Text(t) => {
