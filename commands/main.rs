@@ -15,6 +15,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of glibc malloc: the relay allocates many small, short-lived buffers per
+/// message, and glibc's malloc/free took about a fifth of its CPU time under load.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// wcon — a webhook relay: receive webhooks publicly, deliver them behind a firewall.
 #[derive(Debug, Parser)]
 #[command(name = "wcon", version, about, long_about = None, propagate_version = true)]
