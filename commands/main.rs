@@ -25,6 +25,11 @@ use clap::{Parser, Subcommand};
 pub const EXIT_CODES: &str = "Exit codes: 0 success, 1 runtime failure (server unreachable, \
 request refused, delivery failed), 2 usage or configuration error.";
 
+/// mimalloc instead of glibc malloc: the relay allocates many small, short-lived buffers per
+/// message, and glibc's malloc/free took about a fifth of its CPU time under load.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// wcon — a webhook relay: receive webhooks publicly, deliver them behind a firewall.
 #[derive(Debug, Parser)]
 #[command(name = "wcon", version, about, long_about = None, propagate_version = true, after_help = EXIT_CODES)]
