@@ -95,6 +95,24 @@ fn main() -> ExitCode {
     }
 }
 
+/// Sends `()` on `reload` at every SIGHUP (a no-op where there is none).
+pub fn on_hangup(reload: tokio::sync::mpsc::Sender<()>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            if reload.send(()).await.is_err() {
+                return;
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    drop(reload);
+}
+
 /// Resolves when the process is asked to stop (Ctrl-C or SIGTERM).
 pub async fn stop_signal() {
     let ctrl_c = tokio::signal::ctrl_c();

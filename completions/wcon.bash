@@ -935,13 +935,17 @@ _wcon() {
             return 0
             ;;
         wcon__subcmd__tunnel)
-            opts="-c -h -V --to --server --token --config --connector-id --webhooks --connections --concurrency --protocol --log-level --log-format --help --version"
+            opts="-c -h -V --to --route --server --token --config --connector-id --webhooks --connections --concurrency --protocol --health-listen --health-down-after --log-level --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --route)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -979,6 +983,14 @@ _wcon() {
                     ;;
                 --protocol)
                     COMPREPLY=($(compgen -W "websocket sse long_poll auto" -- "${cur}"))
+                    return 0
+                    ;;
+                --health-listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --health-down-after)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --log-level)
