@@ -1,4 +1,5 @@
-//! `wcon serve`: loads webhooks.json, opens the buffer, binds, and runs the receiver.
+//! `wcon serve`: loads webhooks.json, opens the buffer, binds, and runs the receiver; reloads
+//! webhooks.json on change or SIGHUP.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -7,9 +8,10 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::ValueEnum;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use wcon::buffer::{Buffer, Embedded};
-use wcon::config::{ConnectionsConfig, WebhooksConfig};
+use wcon::config::{ConnectionsConfig, WebhooksConfig, watch};
 use wcon::modules::registry::BuildContext;
 use wcon::modules::{Connections, NetworkPolicy};
 use wcon::receiver::{self, ReceiverConfig};
@@ -23,6 +25,10 @@ use crate::Failure;
 /// webhooks.json it starts a quickstart: one relay webhook `default` on channel `default`.
 /// Environment: WEBHOOK_CONNECT_ADMIN_TOKEN enables the admin API; WEBHOOK_CONNECT_BUFFER selects
 /// the buffer.
+///
+/// Live reload: changes to webhooks.json and connections.json (or SIGHUP) apply while running:
+/// new, removed and changed webhooks and channel settings; ingest keeps working. A broken file
+/// is refused with a log line and the running configuration stays.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Address to listen on.
@@ -129,11 +135,38 @@ pub async fn run(args: Args) -> Result<ExitCode, Failure> {
         tracing::info!("shutting down: no new requests, finishing writes in progress");
         stopper.cancel();
     });
+    // One loop for every signal-driven reload (SIGHUP, file changes): each handler is one call.
+    let (reload_tx, reload_rx) = mpsc::channel(4);
+    let (hup_tx, mut hup_rx) = mpsc::channel(4);
+    crate::on_hangup(hup_tx.clone());
+    let _watch = if loaded.quickstart_token.is_none() {
+        let (webhooks_path, connections_path) = config_paths(&args);
+        match watch::watch(&[webhooks_path, connections_path], hup_tx) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch webhooks.json; reload with SIGHUP");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let reload_args = (
+        args.webhooks.clone(),
+        args.connections.clone(),
+        args.config_dir.clone(),
+    );
+    tokio::spawn(async move {
+        while hup_rx.recv().await.is_some() {
+            reload_webhooks(&reload_args, &reload_tx).await;
+        }
+    });
     receiver::run(
         ReceiverConfig {
             admin_token,
             max_body_bytes: args.max_body_bytes,
             cors_origins,
+            reloads: Some(reload_rx),
             ..ReceiverConfig::new(loaded.webhooks)
         },
         listener,
@@ -144,23 +177,83 @@ pub async fn run(args: Args) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The webhooks.json and connections.json paths `args` name.
+fn config_paths(args: &Args) -> (PathBuf, PathBuf) {
+    paths_of(&args.webhooks, &args.connections, &args.config_dir)
+}
+
+fn paths_of(
+    webhooks: &Option<PathBuf>,
+    connections: &Option<PathBuf>,
+    config_dir: &Path,
+) -> (PathBuf, PathBuf) {
+    (
+        webhooks
+            .clone()
+            .unwrap_or_else(|| config_dir.join("webhooks.json")),
+        connections
+            .clone()
+            .unwrap_or_else(|| config_dir.join("connections.json")),
+    )
+}
+
+/// Reads and validates webhooks.json (with connections.json).
+fn read_webhooks(webhooks: &Path, connections: &Path) -> Result<WebhooksConfig, anyhow::Error> {
+    let connections = ConnectionsConfig::load_optional(connections)?;
+    let modules = BuildContext {
+        connections: Arc::new(Connections::new(&connections)),
+        network: NetworkPolicy::receiver_from_env(),
+    };
+    Ok(WebhooksConfig::load(webhooks, &modules)?)
+}
+
+/// Live reload of webhooks.json: read and validate it, hand it to the running receiver, and log
+/// what changed; a broken file is refused and the running configuration stays.
+async fn reload_webhooks(
+    (webhooks, connections, config_dir): &(Option<PathBuf>, Option<PathBuf>, PathBuf),
+    receiver: &mpsc::Sender<receiver::Reload>,
+) {
+    let (webhooks_path, connections_path) = paths_of(webhooks, connections, config_dir);
+    let config = match read_webhooks(&webhooks_path, &connections_path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("reload refused, the running configuration stays: {e:#}");
+            return;
+        }
+    };
+    let count = config.webhooks.len();
+    let (done, answer) = oneshot::channel();
+    if receiver
+        .send(receiver::Reload {
+            webhooks: config,
+            done,
+        })
+        .await
+        .is_err()
+    {
+        return;
+    }
+    match answer.await {
+        Ok(Ok(changes)) => tracing::info!(
+            webhooks = count,
+            added = ?changes.added,
+            removed = ?changes.removed,
+            changed = ?changes.changed,
+            "reloaded {}",
+            webhooks_path.display()
+        ),
+        Ok(Err(e)) => tracing::error!(
+            "reload refused, the running configuration stays: {:#}",
+            anyhow::Error::from(e)
+        ),
+        Err(_) => {}
+    }
+}
+
 fn load_config(args: &Args, data_dir: &Path) -> Result<Loaded, Failure> {
-    let webhooks_path = args
-        .webhooks
-        .clone()
-        .unwrap_or_else(|| args.config_dir.join("webhooks.json"));
-    let connections_path = args
-        .connections
-        .clone()
-        .unwrap_or_else(|| args.config_dir.join("connections.json"));
-    let connections =
-        ConnectionsConfig::load_optional(&connections_path).map_err(Failure::usage)?;
+    let (webhooks_path, connections_path) = config_paths(args);
     if webhooks_path.exists() {
-        let modules = BuildContext {
-            connections: Arc::new(Connections::new(&connections)),
-            network: NetworkPolicy::receiver_from_env(),
-        };
-        let webhooks = WebhooksConfig::load(&webhooks_path, &modules).map_err(Failure::usage)?;
+        let webhooks = read_webhooks(&webhooks_path, &connections_path).map_err(Failure::usage)?;
         return Ok(Loaded {
             webhooks,
             quickstart_token: None,

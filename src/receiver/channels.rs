@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -101,10 +101,31 @@ pub enum AttachError {
     Full,
 }
 
-/// Every relay channel of the receiver.
+/// Every relay channel of the receiver; replaced as a whole by a reload of webhooks.json.
 #[derive(Debug, Default)]
 pub struct Channels {
-    channels: BTreeMap<ChannelName, Arc<Channel>>,
+    channels: RwLock<BTreeMap<ChannelName, Arc<Channel>>>,
+}
+
+/// What [`Channels::replace`] changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ChannelChanges {
+    /// New channels.
+    pub added: Vec<ChannelName>,
+    /// Channels gone (their connections were closed; their messages stay in the buffer).
+    pub removed: Vec<ChannelName>,
+    /// Channels with a new token or new limits (their connections were closed, so connectors
+    /// reconnect under the new settings; a connector with a revoked token is refused).
+    pub changed: Vec<ChannelName>,
+}
+
+fn new_channel(config: RelayConfig) -> Arc<Channel> {
+    Arc::new(Channel {
+        token_digest: digest(config.channel_token.expose()),
+        config,
+        created_at: Utc::now(),
+        connections: Mutex::new(HashMap::new()),
+    })
 }
 
 fn digest(token: &str) -> [u8; 32] {
@@ -116,17 +137,41 @@ impl Channels {
     pub fn new(configs: BTreeMap<ChannelName, RelayConfig>) -> Self {
         let channels = configs
             .into_iter()
-            .map(|(name, config)| {
-                let channel = Channel {
-                    token_digest: digest(config.channel_token.expose()),
-                    config,
-                    created_at: Utc::now(),
-                    connections: Mutex::new(HashMap::new()),
-                };
-                (name, Arc::new(channel))
-            })
+            .map(|(name, config)| (name, new_channel(config)))
             .collect();
-        Self { channels }
+        Self {
+            channels: RwLock::new(channels),
+        }
+    }
+
+    /// Switches to the channels of a reloaded webhooks.json. Unchanged channels keep their
+    /// connections; changed and removed ones close theirs (leases go back to the queue).
+    pub fn replace(&self, configs: BTreeMap<ChannelName, RelayConfig>) -> ChannelChanges {
+        let mut changes = ChannelChanges::default();
+        let mut channels = self.channels.write().expect("channels lock");
+        let mut next = BTreeMap::new();
+        for (name, config) in configs {
+            match channels.remove(&name) {
+                Some(old) if old.config == config => {
+                    next.insert(name, old);
+                }
+                Some(old) => {
+                    old.close_all();
+                    changes.changed.push(name.clone());
+                    next.insert(name, new_channel(config));
+                }
+                None => {
+                    changes.added.push(name.clone());
+                    next.insert(name, new_channel(config));
+                }
+            }
+        }
+        for (name, old) in std::mem::take(&mut *channels) {
+            old.close_all();
+            changes.removed.push(name);
+        }
+        *channels = next;
+        changes
     }
 
     /// The channel, if `token` is its token. An unknown channel and a wrong token are the same
@@ -134,32 +179,41 @@ impl Channels {
     pub fn authenticate(&self, name: &str, token: &str) -> Option<Arc<Channel>> {
         let presented = digest(token);
         // Compare against a dummy digest for unknown channels so timing does not tell them apart.
-        let (channel, expected) = match self.channels.get(&ChannelName::from(name)) {
-            Some(c) => (Some(c), c.token_digest),
-            None => (None, [0u8; 32]),
-        };
+        let channel = self.get(name);
+        let expected = channel.as_ref().map_or([0u8; 32], |c| c.token_digest);
         let equal: bool = subtle::ConstantTimeEq::ct_eq(&presented[..], &expected[..]).into();
-        channel.filter(|_| equal).cloned()
+        channel.filter(|_| equal)
     }
 
     /// A channel by name, for the admin API.
     pub fn get(&self, name: &str) -> Option<Arc<Channel>> {
-        self.channels.get(&ChannelName::from(name)).cloned()
+        self.channels
+            .read()
+            .expect("channels lock")
+            .get(&ChannelName::from(name))
+            .cloned()
     }
 
-    /// All channels.
-    pub fn iter(&self) -> impl Iterator<Item = &Arc<Channel>> {
-        self.channels.values()
+    /// All channels (a snapshot).
+    pub fn iter(&self) -> impl Iterator<Item = Arc<Channel>> + use<> {
+        let all: Vec<Arc<Channel>> = self
+            .channels
+            .read()
+            .expect("channels lock")
+            .values()
+            .cloned()
+            .collect();
+        all.into_iter()
     }
 
     /// Number of channels.
     pub fn len(&self) -> usize {
-        self.channels.len()
+        self.channels.read().expect("channels lock").len()
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.channels.is_empty()
+        self.channels.read().expect("channels lock").is_empty()
     }
 }
 
@@ -223,6 +277,13 @@ impl Channel {
             .expect("connections lock")
             .get(id)
             .cloned()
+    }
+
+    /// Closes every live connection (the channel was changed or removed by a reload).
+    pub fn close_all(&self) {
+        for c in self.connections.lock().expect("connections lock").values() {
+            c.close.cancel();
+        }
     }
 
     /// How many connections are live.

@@ -17,7 +17,7 @@ pub mod security;
 pub mod stream;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
@@ -25,6 +25,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -44,6 +45,17 @@ pub struct ReceiverConfig {
     pub max_body_bytes: u64,
     /// Origins browsers may call the API from (CORS); empty: CORS off.
     pub cors_origins: Vec<http::HeaderValue>,
+    /// New webhooks.json contents to switch to while running (live reload).
+    pub reloads: Option<mpsc::Receiver<Reload>>,
+}
+
+/// A request to switch to a reloaded webhooks.json; `done` gets a summary or why it was refused.
+#[derive(Debug)]
+pub struct Reload {
+    /// The new, validated webhooks.json.
+    pub webhooks: WebhooksConfig,
+    /// Answered once the switch is done (or refused, the old config still running).
+    pub done: oneshot::Sender<Result<channels::ChannelChanges, ReceiverError>>,
 }
 
 impl ReceiverConfig {
@@ -54,14 +66,15 @@ impl ReceiverConfig {
             admin_token: None,
             max_body_bytes: crate::config::webhooks::DEFAULT_MAX_BODY_BYTES,
             cors_origins: Vec::new(),
+            reloads: None,
         }
     }
 }
 
 /// Shared state of every handler.
 pub struct AppState {
-    /// Webhooks by id.
-    pub webhooks: WebhooksConfig,
+    /// Webhooks by id (swapped whole by a reload; see [`AppState::webhooks`]).
+    live_webhooks: RwLock<Arc<WebhooksConfig>>,
     /// Relay channels and their connections.
     pub channels: Channels,
     /// Where messages wait.
@@ -74,6 +87,13 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Streaming connections, awaited on shutdown so their leases are released.
     pub streams: TaskTracker,
+}
+
+impl AppState {
+    /// The webhooks.json in force now; a request keeps the one it started with.
+    pub fn webhooks(&self) -> Arc<WebhooksConfig> {
+        self.live_webhooks.read().expect("webhooks lock").clone()
+    }
 }
 
 /// Errors that stop the receiver.
@@ -117,26 +137,12 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), ReceiverError> {
     let channels = config.webhooks.channels();
-    let mut settings: Vec<ChannelSettings> =
-        channels.values().map(ChannelSettings::from_relay).collect();
-    settings.extend(
-        config
-            .webhooks
-            .webhooks
-            .values()
-            .filter_map(|w| match &w.route {
-                crate::config::webhooks::Route::Modules(route) => {
-                    Some(dispatch::channel_settings(route))
-                }
-                crate::config::webhooks::Route::Relay(_) => None,
-            }),
-    );
     buffer
-        .configure(&settings)
+        .configure(&buffer_settings(&config.webhooks))
         .await
         .map_err(ReceiverError::Buffer)?;
     let state = Arc::new(AppState {
-        webhooks: config.webhooks,
+        live_webhooks: RwLock::new(Arc::new(config.webhooks)),
         channels: Channels::new(channels),
         buffer: buffer.clone(),
         admin_token: config.admin_token,
@@ -145,7 +151,17 @@ pub async fn run(
         streams: TaskTracker::new(),
     });
     let dispatchers = TaskTracker::new();
-    dispatch::spawn_all(&state.webhooks, &buffer, &shutdown, &dispatchers);
+    let mut generation = shutdown.child_token();
+    dispatch::spawn_all(&state.webhooks(), &buffer, &generation, &dispatchers);
+    if let Some(mut reloads) = config.reloads {
+        let (state, dispatchers) = (state.clone(), dispatchers.clone());
+        tokio::spawn(async move {
+            while let Some(Reload { webhooks, done }) = reloads.recv().await {
+                let result = apply_reload(&state, webhooks, &dispatchers, &mut generation).await;
+                let _ = done.send(result);
+            }
+        });
+    }
     let app = router(state.clone(), config.cors_origins)
         .into_make_service_with_connect_info::<SocketAddr>();
     // Frames and answers are small writes: without TCP_NODELAY, Nagle's algorithm and delayed
@@ -164,6 +180,45 @@ pub async fn run(
     dispatchers.wait().await;
     buffer.close().await;
     served.map_err(ReceiverError::Serve)
+}
+
+/// What the buffer must know of every channel (relay channels and module webhooks' queues).
+fn buffer_settings(webhooks: &WebhooksConfig) -> Vec<ChannelSettings> {
+    let mut settings: Vec<ChannelSettings> = webhooks
+        .channels()
+        .values()
+        .map(ChannelSettings::from_relay)
+        .collect();
+    settings.extend(webhooks.webhooks.values().filter_map(|w| match &w.route {
+        crate::config::webhooks::Route::Modules(route) => Some(dispatch::channel_settings(route)),
+        crate::config::webhooks::Route::Relay(_) => None,
+    }));
+    settings
+}
+
+/// Switches a running receiver to a new webhooks.json: the buffer learns the new channel
+/// settings first (a failure refuses the reload and keeps the old config), then new requests see
+/// the new webhooks, channels are updated, and module dispatchers restart (the old ones settle
+/// their deliveries and release their leases). Messages already stored are untouched.
+async fn apply_reload(
+    state: &AppState,
+    webhooks: WebhooksConfig,
+    dispatchers: &TaskTracker,
+    generation: &mut CancellationToken,
+) -> Result<channels::ChannelChanges, ReceiverError> {
+    state
+        .buffer
+        .configure(&buffer_settings(&webhooks))
+        .await
+        .map_err(ReceiverError::Buffer)?;
+    let channels = webhooks.channels();
+    let webhooks = Arc::new(webhooks);
+    *state.live_webhooks.write().expect("webhooks lock") = webhooks.clone();
+    let changes = state.channels.replace(channels);
+    generation.cancel();
+    *generation = state.shutdown.child_token();
+    dispatch::spawn_all(&webhooks, &state.buffer, generation, dispatchers);
+    Ok(changes)
 }
 
 async fn root() -> impl IntoResponse {
