@@ -29,7 +29,7 @@ struct Cli {
 enum Command {
     /// Run the public receiver: accept webhooks, store them durably, stream them to connectors.
     Serve(serve::Args),
-    /// Connect out to a receiver and deliver a channel's webhooks to a local app.
+    /// Connect out to a receiver and deliver channels' webhooks to local apps or output modules.
     Tunnel(tunnel::Args),
     /// Inspect relay channels of a running server (admin API).
     Channels(channels::Args),

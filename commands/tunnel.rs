@@ -19,34 +19,39 @@ use wcon::connector::{self as engine, Event, Report, Route};
 
 use crate::Failure;
 
-/// Connect out to a receiver and deliver channels' webhooks to local apps or output modules.
-///
-/// One channel: `wcon tunnel CHANNEL --to TARGET`. Several in one process: `--route` flags, or the
-/// multi-channel connector.json (`cloud`, `concurrency`, `routes`, `connections`). Each channel
-/// has its own stream, backoff and health; one failing channel does not stop the others.
-///
-/// Settings come from, lowest to highest: defaults, --config FILE (connector.json), CONNECTOR_*
-/// environment variables (and WCON_SERVER, WCON_TOKEN), then flags.
-///
-/// Environment: CONNECTOR_CLOUD_URL, CONNECTOR_CHANNEL, CONNECTOR_TOKEN, CONNECTOR_PROTOCOL,
-/// CONNECTOR_ID, CONNECTOR_CONCURRENCY (or CONNECTOR_MAX_CONCURRENT_REQUESTS),
-/// CONNECTOR_RECONNECT_DELAY, CONNECTOR_MAX_RECONNECT_DELAY,
-/// CONNECTOR_RECONNECT_BACKOFF_MULTIPLIER, CONNECTOR_HEARTBEAT_TIMEOUT,
-/// CONNECTOR_CONNECTION_TIMEOUT, CONNECTOR_ACK_TIMEOUT, CONNECTOR_TARGET_URL,
-/// CONNECTOR_TARGET_METHOD, CONNECTOR_TARGET_TIMEOUT, CONNECTOR_WEBHOOKS_CONFIG,
-/// CONNECTOR_CONNECTIONS_CONFIG, CONNECTOR_HEALTH_LISTEN, CONNECTOR_HEALTH_DOWN_AFTER,
-/// CONNECTOR_LOG_LEVEL, CONNECTOR_LOG_FORMAT, CONNECTOR_VERIFY_SSL, CONNECTOR_CA_CERT_PATH,
-/// CONNECTOR_CLIENT_CERT_PATH, CONNECTOR_CLIENT_KEY_PATH.
-///
-/// Live reload: changes to the connector.json, webhooks.json and connections.json in use (or
-/// SIGHUP) apply without dropping messages in flight; a broken file is refused and the running
-/// configuration stays.
-///
-/// Example: wcon tunnel stripe-payments --to localhost:3000 --server https://hooks.example.com
-///
-/// Example: wcon tunnel --server https://hooks.example.com --route stripe-payments=3000
-/// --route github-events:$GITHUB_TOKEN=localhost:4000/gh
+/// The long help of `wcon tunnel`: shapes, precedence, environment, reload, examples.
+const LONG_HELP: &str = "\
+One channel: `wcon tunnel CHANNEL --to TARGET`. Several channels in one process: repeat
+`--route CHANNEL=TARGET` (token from --token / WCON_TOKEN, or `--route CHANNEL:TOKEN=TARGET`), or
+use the multi-channel connector.json (`cloud` {url, connector_id}, `concurrency`, `routes`
+{CHANNEL: {token, target | module... | chain...}}, `connections`). Each channel has its own
+stream, backoff and health; one failing channel does not stop the others.
+
+Settings, lowest to highest: defaults, --config FILE (connector.json), CONNECTOR_* environment
+variables (and WCON_SERVER, WCON_TOKEN), flags.
+
+Environment: CONNECTOR_CLOUD_URL, CONNECTOR_CHANNEL, CONNECTOR_TOKEN, CONNECTOR_PROTOCOL,
+CONNECTOR_ID, CONNECTOR_CONCURRENCY (or CONNECTOR_MAX_CONCURRENT_REQUESTS),
+CONNECTOR_RECONNECT_DELAY, CONNECTOR_MAX_RECONNECT_DELAY, CONNECTOR_RECONNECT_BACKOFF_MULTIPLIER,
+CONNECTOR_HEARTBEAT_TIMEOUT, CONNECTOR_CONNECTION_TIMEOUT, CONNECTOR_ACK_TIMEOUT,
+CONNECTOR_TARGET_URL, CONNECTOR_TARGET_METHOD, CONNECTOR_TARGET_TIMEOUT,
+CONNECTOR_WEBHOOKS_CONFIG, CONNECTOR_CONNECTIONS_CONFIG, CONNECTOR_HEALTH_LISTEN,
+CONNECTOR_HEALTH_DOWN_AFTER, CONNECTOR_LOG_LEVEL, CONNECTOR_LOG_FORMAT, CONNECTOR_VERIFY_SSL,
+CONNECTOR_CA_CERT_PATH, CONNECTOR_CLIENT_CERT_PATH, CONNECTOR_CLIENT_KEY_PATH.
+
+Live reload: changes to the connector.json, webhooks.json and connections.json in use (or SIGHUP)
+apply without dropping messages in flight: a new target or module applies to new deliveries at
+once; a new server, token or transport reconnects that channel after its deliveries settle. A
+broken file is refused with a log line and the running configuration stays.
+
+Examples:
+  wcon tunnel stripe-payments --to localhost:3000 --server https://hooks.example.com
+  wcon tunnel --server https://hooks.example.com --route stripe-payments=3000 \\
+      --route github-events:$GITHUB_TOKEN=localhost:4000/gh --health-listen 127.0.0.1:9090";
+
+// The command's one-line about is the `Tunnel` variant's doc in main.rs.
 #[derive(Debug, clap::Args)]
+#[command(after_long_help = LONG_HELP)]
 pub struct Args {
     /// The channel to stream (or `channel` in connector.json / CONNECTOR_CHANNEL).
     channel: Option<String>,
@@ -54,7 +59,8 @@ pub struct Args {
     #[arg(long, value_name = "TARGET")]
     to: Option<String>,
     /// Stream CHANNEL to TARGET; repeat for several channels in one process. The channel token
-    /// is --token (WCON_TOKEN) unless given as CHANNEL:TOKEN=TARGET.
+    /// is --token (WCON_TOKEN) unless given as CHANNEL:TOKEN=TARGET (visible in `ps`: prefer
+    /// `$VAR` from the shell's environment or connector.json with `{$VAR}`).
     #[arg(
         long = "route",
         value_name = "CHANNEL[:TOKEN]=TARGET",
@@ -223,8 +229,13 @@ fn build_routes(setup: &ConnectorSetup) -> anyhow::Result<Vec<Route>> {
 /// `CHANNEL=TARGET` or `CHANNEL:TOKEN=TARGET` → (channel, token, target URL).
 fn parse_route(text: &str) -> anyhow::Result<(String, Option<String>, String)> {
     let Some((left, target)) = text.split_once('=') else {
+        // Never echo a token.
+        let shown = match text.split_once(':') {
+            Some((channel, _)) => format!("{channel}:***"),
+            None => text.to_string(),
+        };
         anyhow::bail!(
-            "--route `{text}`: expected CHANNEL=TARGET or CHANNEL:TOKEN=TARGET, e.g. --route stripe-payments=localhost:3000"
+            "--route `{shown}`: expected CHANNEL=TARGET or CHANNEL:TOKEN=TARGET, e.g. --route stripe-payments=localhost:3000"
         );
     };
     let (channel, token) = match left.split_once(':') {
@@ -233,7 +244,7 @@ fn parse_route(text: &str) -> anyhow::Result<(String, Option<String>, String)> {
         None => (left, None),
     };
     if channel.is_empty() {
-        anyhow::bail!("--route `{text}`: the channel is missing before `=`");
+        anyhow::bail!("--route `=…{target}`: the channel is missing before `=`");
     }
     let url = connector::parse_target(target).map_err(anyhow::Error::msg)?;
     Ok((channel.to_string(), token, url.to_string()))

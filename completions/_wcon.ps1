@@ -28,7 +28,7 @@ Register-ArgumentCompleter -Native -CommandName 'wcon' -ScriptBlock {
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run the public receiver: accept webhooks, store them durably, stream them to connectors')
-            [CompletionResult]::new('tunnel', 'tunnel', [CompletionResultType]::ParameterValue, 'Connect out to a receiver and deliver a channel''s webhooks to a local app')
+            [CompletionResult]::new('tunnel', 'tunnel', [CompletionResultType]::ParameterValue, 'Connect out to a receiver and deliver channels'' webhooks to local apps or output modules')
             [CompletionResult]::new('channels', 'channels', [CompletionResultType]::ParameterValue, 'Inspect relay channels of a running server (admin API)')
             [CompletionResult]::new('dlq', 'dlq', [CompletionResultType]::ParameterValue, 'List, show, replay and purge dead letters of a running server (admin API)')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script (bash, zsh, fish, powershell, elvish)')
@@ -54,7 +54,7 @@ Register-ArgumentCompleter -Native -CommandName 'wcon' -ScriptBlock {
         }
         'wcon;tunnel' {
             [CompletionResult]::new('--to', '--to', [CompletionResultType]::ParameterName, 'Where to deliver: a port, host:port, or an http(s) URL with a path')
-            [CompletionResult]::new('--route', '--route', [CompletionResultType]::ParameterName, 'Stream CHANNEL to TARGET; repeat for several channels in one process. The channel token is --token (WCON_TOKEN) unless given as CHANNEL:TOKEN=TARGET')
+            [CompletionResult]::new('--route', '--route', [CompletionResultType]::ParameterName, 'Stream CHANNEL to TARGET; repeat for several channels in one process. The channel token is --token (WCON_TOKEN) unless given as CHANNEL:TOKEN=TARGET (visible in `ps`: prefer `$VAR` from the shell''s environment or connector.json with `{$VAR}`)')
             [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'The receiver''s base URL')
             [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'The channel token (prefer WCON_TOKEN or CONNECTOR_TOKEN: flags are visible in `ps`)')
             [CompletionResult]::new('-c', '-c', [CompletionResultType]::ParameterName, 'connector.json to read (single- or multi-channel shape)')
@@ -271,7 +271,7 @@ Register-ArgumentCompleter -Native -CommandName 'wcon' -ScriptBlock {
         }
         'wcon;help' {
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run the public receiver: accept webhooks, store them durably, stream them to connectors')
-            [CompletionResult]::new('tunnel', 'tunnel', [CompletionResultType]::ParameterValue, 'Connect out to a receiver and deliver a channel''s webhooks to a local app')
+            [CompletionResult]::new('tunnel', 'tunnel', [CompletionResultType]::ParameterValue, 'Connect out to a receiver and deliver channels'' webhooks to local apps or output modules')
             [CompletionResult]::new('channels', 'channels', [CompletionResultType]::ParameterValue, 'Inspect relay channels of a running server (admin API)')
             [CompletionResult]::new('dlq', 'dlq', [CompletionResultType]::ParameterValue, 'List, show, replay and purge dead letters of a running server (admin API)')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script (bash, zsh, fish, powershell, elvish)')

@@ -25,7 +25,7 @@ set edit:completion:arg-completer[wcon] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
             cand serve 'Run the public receiver: accept webhooks, store them durably, stream them to connectors'
-            cand tunnel 'Connect out to a receiver and deliver a channel''s webhooks to a local app'
+            cand tunnel 'Connect out to a receiver and deliver channels'' webhooks to local apps or output modules'
             cand channels 'Inspect relay channels of a running server (admin API)'
             cand dlq 'List, show, replay and purge dead letters of a running server (admin API)'
             cand completions 'Print a shell completion script (bash, zsh, fish, powershell, elvish)'
@@ -49,7 +49,7 @@ set edit:completion:arg-completer[wcon] = {|@words|
         }
         &'wcon;tunnel'= {
             cand --to 'Where to deliver: a port, host:port, or an http(s) URL with a path'
-            cand --route 'Stream CHANNEL to TARGET; repeat for several channels in one process. The channel token is --token (WCON_TOKEN) unless given as CHANNEL:TOKEN=TARGET'
+            cand --route 'Stream CHANNEL to TARGET; repeat for several channels in one process. The channel token is --token (WCON_TOKEN) unless given as CHANNEL:TOKEN=TARGET (visible in `ps`: prefer `$VAR` from the shell''s environment or connector.json with `{$VAR}`)'
             cand --server 'The receiver''s base URL'
             cand --token 'The channel token (prefer WCON_TOKEN or CONNECTOR_TOKEN: flags are visible in `ps`)'
             cand -c 'connector.json to read (single- or multi-channel shape)'
@@ -242,7 +242,7 @@ set edit:completion:arg-completer[wcon] = {|@words|
         }
         &'wcon;help'= {
             cand serve 'Run the public receiver: accept webhooks, store them durably, stream them to connectors'
-            cand tunnel 'Connect out to a receiver and deliver a channel''s webhooks to a local app'
+            cand tunnel 'Connect out to a receiver and deliver channels'' webhooks to local apps or output modules'
             cand channels 'Inspect relay channels of a running server (admin API)'
             cand dlq 'List, show, replay and purge dead letters of a running server (admin API)'
             cand completions 'Print a shell completion script (bash, zsh, fish, powershell, elvish)'

@@ -30,7 +30,7 @@ json\t'One JSON object per line'"
 complete -c wcon -n "__fish_wcon_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c wcon -n "__fish_wcon_needs_command" -s V -l version -d 'Print version'
 complete -c wcon -n "__fish_wcon_needs_command" -f -a "serve" -d 'Run the public receiver: accept webhooks, store them durably, stream them to connectors'
-complete -c wcon -n "__fish_wcon_needs_command" -f -a "tunnel" -d 'Connect out to a receiver and deliver a channel\'s webhooks to a local app'
+complete -c wcon -n "__fish_wcon_needs_command" -f -a "tunnel" -d 'Connect out to a receiver and deliver channels\' webhooks to local apps or output modules'
 complete -c wcon -n "__fish_wcon_needs_command" -f -a "channels" -d 'Inspect relay channels of a running server (admin API)'
 complete -c wcon -n "__fish_wcon_needs_command" -f -a "dlq" -d 'List, show, replay and purge dead letters of a running server (admin API)'
 complete -c wcon -n "__fish_wcon_needs_command" -f -a "completions" -d 'Print a shell completion script (bash, zsh, fish, powershell, elvish)'
@@ -51,7 +51,7 @@ json\t'One JSON object per line'"
 complete -c wcon -n "__fish_wcon_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c wcon -n "__fish_wcon_using_subcommand serve" -s V -l version -d 'Print version'
 complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -l to -d 'Where to deliver: a port, host:port, or an http(s) URL with a path' -r
-complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -l route -d 'Stream CHANNEL to TARGET; repeat for several channels in one process. The channel token is --token (WCON_TOKEN) unless given as CHANNEL:TOKEN=TARGET' -r
+complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -l route -d 'Stream CHANNEL to TARGET; repeat for several channels in one process. The channel token is --token (WCON_TOKEN) unless given as CHANNEL:TOKEN=TARGET (visible in `ps`: prefer `$VAR` from the shell\'s environment or connector.json with `{$VAR}`)' -r
 complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -l server -d 'The receiver\'s base URL' -r
 complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -l token -d 'The channel token (prefer WCON_TOKEN or CONNECTOR_TOKEN: flags are visible in `ps`)' -r
 complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -s c -l config -d 'connector.json to read (single- or multi-channel shape)' -r -F
@@ -184,7 +184,7 @@ json\t'One JSON object per line'"
 complete -c wcon -n "__fish_wcon_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c wcon -n "__fish_wcon_using_subcommand completions" -s V -l version -d 'Print version'
 complete -c wcon -n "__fish_wcon_using_subcommand help; and not __fish_seen_subcommand_from serve tunnel channels dlq completions help" -f -a "serve" -d 'Run the public receiver: accept webhooks, store them durably, stream them to connectors'
-complete -c wcon -n "__fish_wcon_using_subcommand help; and not __fish_seen_subcommand_from serve tunnel channels dlq completions help" -f -a "tunnel" -d 'Connect out to a receiver and deliver a channel\'s webhooks to a local app'
+complete -c wcon -n "__fish_wcon_using_subcommand help; and not __fish_seen_subcommand_from serve tunnel channels dlq completions help" -f -a "tunnel" -d 'Connect out to a receiver and deliver channels\' webhooks to local apps or output modules'
 complete -c wcon -n "__fish_wcon_using_subcommand help; and not __fish_seen_subcommand_from serve tunnel channels dlq completions help" -f -a "channels" -d 'Inspect relay channels of a running server (admin API)'
 complete -c wcon -n "__fish_wcon_using_subcommand help; and not __fish_seen_subcommand_from serve tunnel channels dlq completions help" -f -a "dlq" -d 'List, show, replay and purge dead letters of a running server (admin API)'
 complete -c wcon -n "__fish_wcon_using_subcommand help; and not __fish_seen_subcommand_from serve tunnel channels dlq completions help" -f -a "completions" -d 'Print a shell completion script (bash, zsh, fish, powershell, elvish)'

@@ -259,6 +259,29 @@ async fn route_flags_stream_several_channels_with_shared_or_own_tokens() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("CHANNEL=TARGET"), "{err}");
+    let out = Wcon::run(
+        &[
+            "tunnel",
+            "--server",
+            &server,
+            "--route",
+            "ch-a:sekret-token",
+        ],
+        dir.path(),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("ch-a:***") && !err.contains("sekret-token"),
+        "{err}"
+    );
+    // `--help` names every CONNECTOR_* variable that is read (etcd ones are refused anyway).
+    let help = Wcon::run(&["tunnel", "--help"], dir.path());
+    let help = String::from_utf8_lossy(&help.stdout);
+    for name in wcon::config::connector::env_names()
+        .filter(|n| !n.starts_with("CONNECTOR_ETCD") && *n != "CONNECTOR_NAMESPACE")
+    {
+        assert!(help.contains(name), "{name} is not in --help");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
