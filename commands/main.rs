@@ -66,7 +66,13 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if matches!(cli.command, Command::Tunnel(_)) && cli.log.log_level.is_none() {
+        // The tunnel's documented variable sits beneath the flag.
+        cli.log.log_level = std::env::var("CONNECTOR_LOG_LEVEL")
+            .ok()
+            .filter(|l| !l.is_empty());
+    }
     rustls::crypto::ring::default_provider()
         .install_default()
         .expect("no other crypto provider is installed at start-up");
