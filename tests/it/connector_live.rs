@@ -547,3 +547,68 @@ async fn serve_reloads_webhooks_json_a_revoked_token_stops_only_its_channel() {
         .await;
     assert!(bodies(&sink_a).is_superset(&more));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn serve_reloads_a_module_webhook_while_ingesting_without_losing_a_message() {
+    let dir = temp_dir();
+    let (old, new) = (Sink::start().await, Sink::start().await);
+    let webhooks =
+        |url: String| json!({"orders": {"module": "http_webhook", "module-config": {"url": url}}});
+    let mut serve = Wcon::serve(
+        &webhooks(old.target()),
+        dir.path(),
+        &[("ALLOW_LOCALHOST_FOR_TESTS", "true")],
+    );
+    let url = serve.url("/webhook/orders");
+    let sent_count = Arc::new(AtomicUsize::new(0));
+    let sender = {
+        let sent_count = sent_count.clone();
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            for i in 0..200 {
+                let body = format!("{{\"n\":{i}}}").into_bytes();
+                let (status, text) = post(&client, &url, body, &[]).await;
+                assert_eq!(status, 200, "ingest keeps working during a reload: {text}");
+                sent_count.store(i + 1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    old.wait_until(
+        Duration::from_secs(30),
+        "deliveries before the reload",
+        |s| s.count() >= 20,
+    )
+    .await;
+    std::fs::write(
+        dir.path().join("webhooks.json"),
+        serde_json::to_vec_pretty(&webhooks(new.target())).unwrap(),
+    )
+    .unwrap();
+    serve.wait_for("reloaded", Duration::from_secs(20));
+    let sent_before_reload = sent_count.load(Ordering::SeqCst);
+    sender.await.unwrap();
+    let all: HashSet<Vec<u8>> = (0..200)
+        .map(|i| format!("{{\"n\":{i}}}").into_bytes())
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got: HashSet<Vec<u8>> = bodies(&old).union(&bodies(&new)).cloned().collect();
+        if got == all {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "lost {} messages",
+            all.difference(&got).count()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(new.count() > 0);
+    for body in bodies(&old) {
+        let n = serde_json::from_slice::<serde_json::Value>(&body).unwrap()["n"]
+            .as_u64()
+            .unwrap() as usize;
+        assert!(n < sent_before_reload, "message {n} went to the old URL");
+    }
+}
