@@ -612,3 +612,52 @@ async fn serve_reloads_a_module_webhook_while_ingesting_without_losing_a_message
         assert!(n < sent_before_reload, "message {n} went to the old URL");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_route_written_with_a_module_delivers_through_it() {
+    let dir = temp_dir();
+    let serve = Wcon::serve(&relay("gh", "builds", json!({})), dir.path(), &[]);
+    let sink = Sink::start().await;
+    let config = dir.path().join("connector.json");
+    let doc = json!({
+        "cloud": {"url": format!("ws://{}/connect/stream", serve.addr.unwrap())},
+        "concurrency": 2,
+        "routes": {
+            "builds": {
+                "token": TOKEN,
+                "chain": [{"module": "http_webhook", "module-config": {"url": sink.target()}}],
+                "chain-config": {"execution": "sequential"}
+            }
+        }
+    });
+    std::fs::write(&config, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
+    let tunnel = Wcon::run_background_in_env(
+        &["tunnel", "--config", config.to_str().unwrap()],
+        dir.path(),
+        &[],
+    );
+    wait_line(
+        &tunnel,
+        &["connected to", "builds"],
+        Duration::from_secs(20),
+    );
+    let sent = send(&serve, "gh", "m", 5).await;
+    sink.wait_until(Duration::from_secs(30), "module deliveries", |s| {
+        s.count() >= 5
+    })
+    .await;
+    assert_eq!(bodies(&sink), sent);
+    // A mistake in the route's module is named by its place in connector.json.
+    let bad = json!({
+        "cloud": {"url": format!("http://{}", serve.addr.unwrap())},
+        "routes": {"builds": {"token": TOKEN, "module": "http_webhook", "module-config": {}}}
+    });
+    std::fs::write(&config, serde_json::to_vec_pretty(&bad).unwrap()).unwrap();
+    let out = Wcon::run(
+        &["tunnel", "--config", config.to_str().unwrap()],
+        dir.path(),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("routes.builds"), "{err}");
+}
