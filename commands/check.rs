@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use wcon::config::ConnectionsConfig;
-use wcon::config::connector::ConnectorConfig;
+use wcon::config::connector::{ConnectorConfig, ConnectorSetup};
 use wcon::modules::Connections;
 use wcon::modules::reach;
 
@@ -106,15 +106,22 @@ pub fn shown(url: &url::Url) -> String {
 
 /// `wcon tunnel --check`: the settings, the server (status endpoint with the token), every HTTP
 /// target, and in module mode every connection.
-pub async fn tunnel(config: anyhow::Result<ConnectorConfig>) -> ExitCode {
+pub async fn tunnel(setup: anyhow::Result<ConnectorSetup>) -> ExitCode {
     let mut report = Report::default();
-    let config = match config {
-        Ok(c) => c,
-        Err(e) => {
-            report.fail("settings", format!("{e:#}"));
-            return report.finish();
+    match setup {
+        Ok(setup) => {
+            for config in &setup.channels {
+                check_channel(&mut report, config).await;
+            }
         }
-    };
+        Err(e) => report.fail("settings", format!("{e:#}")),
+    }
+    report.finish()
+}
+
+/// Checks one channel of the connector: its modules, the server with its token, its targets
+/// and connections.
+async fn check_channel(report: &mut Report, config: &ConnectorConfig) {
     report.ok(
         "settings",
         format!(
@@ -123,7 +130,7 @@ pub async fn tunnel(config: anyhow::Result<ConnectorConfig>) -> ExitCode {
             shown(&config.cloud_url)
         ),
     );
-    match wcon::connector::Deliverer::from_config(&config) {
+    match wcon::connector::Deliverer::from_config(config) {
         Ok(_) if config.webhooks_config.is_some() => report.ok(
             "modules",
             format!(
@@ -134,6 +141,16 @@ pub async fn tunnel(config: anyhow::Result<ConnectorConfig>) -> ExitCode {
         Ok(_) => {}
         Err(e) => report.fail("modules", e),
     }
+    // The server is reached as the tunnel would: with its CA file, or without verification.
+    let server_client = match wcon::connector::outbound::Outbound::from_config(config)
+        .and_then(|o| o.http_client(config))
+    {
+        Ok(c) => c,
+        Err(e) => {
+            report.fail("tls", e);
+            return;
+        }
+    };
     let client = client();
     let channel = percent_encoding::utf8_percent_encode(
         config.channel.as_str(),
@@ -144,8 +161,9 @@ pub async fn tunnel(config: anyhow::Result<ConnectorConfig>) -> ExitCode {
         config.cloud_url.as_str().trim_end_matches('/')
     );
     let item = "server";
-    match client
+    match server_client
         .get(&status)
+        .timeout(TIMEOUT)
         .bearer_auth(config.token.expose())
         .send()
         .await
@@ -191,5 +209,4 @@ pub async fn tunnel(config: anyhow::Result<ConnectorConfig>) -> ExitCode {
             Err(e) => report.fail("connections.json", e),
         }
     }
-    report.finish()
 }

@@ -48,7 +48,7 @@ struct Cli {
 enum Command {
     /// Run the public receiver: accept webhooks, store them durably, stream them to connectors.
     Serve(serve::Args),
-    /// Connect out to a receiver and deliver a channel's webhooks to a local app.
+    /// Connect out to a receiver and deliver channels' webhooks to local apps or output modules.
     Tunnel(tunnel::Args),
     /// Inspect relay channels of a running server (admin API).
     Channels(channels::Args),
@@ -96,7 +96,13 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if matches!(cli.command, Command::Tunnel(_)) && cli.log.log_level.is_none() {
+        // The tunnel's documented variable sits beneath the flag.
+        cli.log.log_level = std::env::var("CONNECTOR_LOG_LEVEL")
+            .ok()
+            .filter(|l| !l.is_empty());
+    }
     rustls::crypto::ring::default_provider()
         .install_default()
         .expect("no other crypto provider is installed at start-up");
@@ -129,6 +135,24 @@ fn main() -> ExitCode {
             ExitCode::from(code)
         }
     }
+}
+
+/// Sends `()` on `reload` at every SIGHUP (a no-op where there is none).
+pub fn on_hangup(reload: tokio::sync::mpsc::Sender<()>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            if reload.send(()).await.is_err() {
+                return;
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    drop(reload);
 }
 
 /// Resolves when the process is asked to stop (Ctrl-C or SIGTERM).

@@ -1,4 +1,5 @@
-//! `wcon serve`: loads webhooks.json, opens the buffer, binds, and runs the receiver.
+//! `wcon serve`: loads webhooks.json, opens the buffer, binds, and runs the receiver; reloads
+//! webhooks.json on change or SIGHUP.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -7,9 +8,10 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::ValueEnum;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use wcon::buffer::{Buffer, Embedded};
-use wcon::config::{ConnectionsConfig, WebhooksConfig};
+use wcon::config::{ConnectionsConfig, WebhooksConfig, watch};
 use wcon::modules::registry::BuildContext;
 use wcon::modules::{Connections, NetworkPolicy};
 use wcon::receiver::tls::{CertWatcher, ServerTls};
@@ -25,6 +27,10 @@ use crate::Failure;
 /// Environment: WEBHOOK_CONNECT_ADMIN_TOKEN enables the admin API; WEBHOOK_CONNECT_BUFFER selects
 /// the buffer. With --tls-cert and --tls-key it serves HTTPS and WSS on the same port, and
 /// reloads the certificate when its file changes or on SIGHUP.
+///
+/// Live reload: changes to webhooks.json and connections.json (or SIGHUP) apply while running:
+/// new, removed and changed webhooks and channel settings; ingest keeps working. A broken file
+/// is refused with a log line and the running configuration stays.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Address to listen on.
@@ -185,13 +191,40 @@ pub async fn run(args: Args) -> Result<ExitCode, Failure> {
             })
             .ok()
     });
-    spawn_sighup_loop(Reloadable { tls: tls.clone() });
     let shutdown = CancellationToken::new();
     let stopper = shutdown.clone();
     tokio::spawn(async move {
         crate::stop_signal().await;
         tracing::info!("shutting down: no new requests, finishing writes in progress");
         stopper.cancel();
+    });
+    // One loop for every signal-driven reload (SIGHUP, file changes): each handler is one call.
+    let (reload_tx, reload_rx) = mpsc::channel(4);
+    let (hup_tx, mut hup_rx) = mpsc::channel(4);
+    crate::on_hangup(hup_tx.clone());
+    let _watch = if loaded.quickstart_token.is_none() {
+        let (webhooks_path, connections_path) = config_paths(&args);
+        match watch::watch(&[webhooks_path, connections_path], hup_tx) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch webhooks.json; reload with SIGHUP");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let reload_args = (
+        args.webhooks.clone(),
+        args.connections.clone(),
+        args.config_dir.clone(),
+    );
+    let reload_tls = tls.clone();
+    tokio::spawn(async move {
+        while hup_rx.recv().await.is_some() {
+            reload_certificate(reload_tls.as_deref());
+            reload_webhooks(&reload_args, &reload_tx).await;
+        }
     });
     receiver::run(
         ReceiverConfig {
@@ -200,6 +233,7 @@ pub async fn run(args: Args) -> Result<ExitCode, Failure> {
             cors_origins,
             tls,
             admin_listener,
+            reloads: Some(reload_rx),
             ..ReceiverConfig::new(loaded.webhooks)
         },
         listener,
@@ -210,59 +244,17 @@ pub async fn run(args: Args) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// What SIGHUP reloads.
-struct Reloadable {
-    tls: Option<Arc<ServerTls>>,
-}
-
-/// The one SIGHUP loop of `serve`: each signal runs every reload handler.
-fn spawn_sighup_loop(reloadable: Reloadable) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        // Installed now, so a SIGHUP from here on never kills the process.
-        let mut hangup = match signal(SignalKind::hangup()) {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!(
-                    "warning: cannot handle SIGHUP ({e}); reloads happen only on file changes"
-                );
-                return;
-            }
-        };
-        tokio::spawn(async move {
-            while hangup.recv().await.is_some() {
-                reload_certificate(&reloadable);
-            }
-        });
-    }
-    #[cfg(not(unix))]
-    let _ = reloadable;
-}
-
-/// SIGHUP handler: the TLS certificate and key.
-fn reload_certificate(reloadable: &Reloadable) {
-    if let Some(tls) = &reloadable.tls {
+/// Reload handler: the TLS certificate and key (unchanged files are not reloaded).
+fn reload_certificate(tls: Option<&ServerTls>) {
+    if let Some(tls) = tls {
         tls.reload_and_log();
     }
-}
-
-fn paths(args: &Args) -> (PathBuf, PathBuf) {
-    let webhooks_path = args
-        .webhooks
-        .clone()
-        .unwrap_or_else(|| args.config_dir.join("webhooks.json"));
-    let connections_path = args
-        .connections
-        .clone()
-        .unwrap_or_else(|| args.config_dir.join("connections.json"));
-    (webhooks_path, connections_path)
 }
 
 /// `wcon serve --check`.
 async fn check(args: &Args) -> ExitCode {
     let mut report = crate::check::Report::default();
-    let (webhooks_path, connections_path) = paths(args);
+    let (webhooks_path, connections_path) = config_paths(args);
     let connections = match ConnectionsConfig::load_optional(&connections_path) {
         Ok(c) if !connections_path.exists() => {
             report.skip(
@@ -330,16 +322,83 @@ async fn check(args: &Args) -> ExitCode {
     report.finish()
 }
 
+/// The webhooks.json and connections.json paths `args` name.
+fn config_paths(args: &Args) -> (PathBuf, PathBuf) {
+    paths_of(&args.webhooks, &args.connections, &args.config_dir)
+}
+
+fn paths_of(
+    webhooks: &Option<PathBuf>,
+    connections: &Option<PathBuf>,
+    config_dir: &Path,
+) -> (PathBuf, PathBuf) {
+    (
+        webhooks
+            .clone()
+            .unwrap_or_else(|| config_dir.join("webhooks.json")),
+        connections
+            .clone()
+            .unwrap_or_else(|| config_dir.join("connections.json")),
+    )
+}
+
+/// Reads and validates webhooks.json (with connections.json).
+fn read_webhooks(webhooks: &Path, connections: &Path) -> Result<WebhooksConfig, anyhow::Error> {
+    let connections = ConnectionsConfig::load_optional(connections)?;
+    let modules = BuildContext {
+        connections: Arc::new(Connections::new(&connections)),
+        network: NetworkPolicy::receiver_from_env(),
+    };
+    Ok(WebhooksConfig::load(webhooks, &modules)?)
+}
+
+/// Live reload of webhooks.json: read and validate it, hand it to the running receiver, and log
+/// what changed; a broken file is refused and the running configuration stays.
+async fn reload_webhooks(
+    (webhooks, connections, config_dir): &(Option<PathBuf>, Option<PathBuf>, PathBuf),
+    receiver: &mpsc::Sender<receiver::Reload>,
+) {
+    let (webhooks_path, connections_path) = paths_of(webhooks, connections, config_dir);
+    let config = match read_webhooks(&webhooks_path, &connections_path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("reload refused, the running configuration stays: {e:#}");
+            return;
+        }
+    };
+    let count = config.webhooks.len();
+    let (done, answer) = oneshot::channel();
+    if receiver
+        .send(receiver::Reload {
+            webhooks: config,
+            done,
+        })
+        .await
+        .is_err()
+    {
+        return;
+    }
+    match answer.await {
+        Ok(Ok(changes)) => tracing::info!(
+            webhooks = count,
+            added = ?changes.added,
+            removed = ?changes.removed,
+            changed = ?changes.changed,
+            "reloaded {}",
+            webhooks_path.display()
+        ),
+        Ok(Err(e)) => tracing::error!(
+            "reload refused, the running configuration stays: {:#}",
+            anyhow::Error::from(e)
+        ),
+        Err(_) => {}
+    }
+}
+
 fn load_config(args: &Args, data_dir: &Path) -> Result<Loaded, Failure> {
-    let (webhooks_path, connections_path) = paths(args);
-    let connections =
-        ConnectionsConfig::load_optional(&connections_path).map_err(Failure::usage)?;
+    let (webhooks_path, connections_path) = config_paths(args);
     if webhooks_path.exists() {
-        let modules = BuildContext {
-            connections: Arc::new(Connections::new(&connections)),
-            network: NetworkPolicy::receiver_from_env(),
-        };
-        let webhooks = WebhooksConfig::load(&webhooks_path, &modules).map_err(Failure::usage)?;
+        let webhooks = read_webhooks(&webhooks_path, &connections_path).map_err(Failure::usage)?;
         return Ok(Loaded {
             webhooks,
             quickstart_token: None,

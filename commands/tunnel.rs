@@ -1,39 +1,80 @@
-//! `wcon tunnel`: connects out to a receiver and delivers one channel to a local target.
+//! `wcon tunnel`: connects out to a receiver and delivers one or more channels locally; reloads
+//! its files on change or SIGHUP.
 
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use wcon::config::connector::{self, ConnectorConfig, Layer};
+use wcon::config::connector::{self, ConnectorSetup, Layer};
+use wcon::config::watch;
 use wcon::connector::deliver::Verdict;
-use wcon::connector::{self as engine, Event};
+use wcon::connector::observe::Observer;
+use wcon::connector::supervisor::{Applied, Supervisor};
+use wcon::connector::{self as engine, Event, Report, Route};
 
 use crate::Failure;
 
-/// Connect out to a receiver and deliver a channel's webhooks to a local app.
-///
-/// Settings come from, lowest to highest: defaults, the --profile of config.toml (`server`, and
-/// the channel's saved token), --config FILE (connector.json), CONNECTOR_* environment variables
-/// (and WCON_SERVER, WCON_TOKEN), then flags.
-///
-/// Example: wcon tunnel stripe-payments --to localhost:3000 --server https://hooks.example.com
+/// The long help of `wcon tunnel`: shapes, precedence, environment, reload, examples.
+const LONG_HELP: &str = "\
+One channel: `wcon tunnel CHANNEL --to TARGET`. Several channels in one process: repeat
+`--route CHANNEL=TARGET` (token from --token / WCON_TOKEN, or `--route CHANNEL:TOKEN=TARGET`), or
+use the multi-channel connector.json (`cloud` {url, connector_id}, `concurrency`, `routes`
+{CHANNEL: {token, target | module... | chain...}}, `connections`). Each channel has its own
+stream, backoff and health; one failing channel does not stop the others.
+
+Settings, lowest to highest: defaults, the --profile of config.toml (`server`, and the
+channel's saved token), --config FILE (connector.json), CONNECTOR_* environment variables (and
+WCON_SERVER, WCON_TOKEN), flags.
+
+Environment: CONNECTOR_CLOUD_URL, CONNECTOR_CHANNEL, CONNECTOR_TOKEN, CONNECTOR_PROTOCOL,
+CONNECTOR_ID, CONNECTOR_CONCURRENCY (or CONNECTOR_MAX_CONCURRENT_REQUESTS),
+CONNECTOR_RECONNECT_DELAY, CONNECTOR_MAX_RECONNECT_DELAY, CONNECTOR_RECONNECT_BACKOFF_MULTIPLIER,
+CONNECTOR_HEARTBEAT_TIMEOUT, CONNECTOR_CONNECTION_TIMEOUT, CONNECTOR_ACK_TIMEOUT,
+CONNECTOR_TARGET_URL, CONNECTOR_TARGET_METHOD, CONNECTOR_TARGET_TIMEOUT,
+CONNECTOR_WEBHOOKS_CONFIG, CONNECTOR_CONNECTIONS_CONFIG, CONNECTOR_HEALTH_LISTEN,
+CONNECTOR_HEALTH_DOWN_AFTER, CONNECTOR_LOG_LEVEL, CONNECTOR_LOG_FORMAT, CONNECTOR_VERIFY_SSL,
+CONNECTOR_CA_CERT_PATH, CONNECTOR_CLIENT_CERT_PATH, CONNECTOR_CLIENT_KEY_PATH.
+
+Live reload: changes to the connector.json, webhooks.json and connections.json in use (or SIGHUP)
+apply without dropping messages in flight: a new target or module applies to new deliveries at
+once; a new server, token or transport reconnects that channel after its deliveries settle. A
+broken file is refused with a log line and the running configuration stays.
+
+Examples:
+  wcon tunnel stripe-payments --to localhost:3000 --server https://hooks.example.com
+  wcon tunnel --server https://hooks.example.com --route stripe-payments=3000 \\
+      --route github-events:$GITHUB_TOKEN=localhost:4000/gh --health-listen 127.0.0.1:9090";
+
+// The command's one-line about is the `Tunnel` variant's doc in main.rs.
 #[derive(Debug, clap::Args)]
+#[command(after_long_help = LONG_HELP)]
 pub struct Args {
     /// The channel to stream (or `channel` in connector.json / CONNECTOR_CHANNEL).
     channel: Option<String>,
     /// Where to deliver: a port, host:port, or an http(s) URL with a path.
     #[arg(long, value_name = "TARGET")]
     to: Option<String>,
+    /// Stream CHANNEL to TARGET; repeat for several channels in one process. The channel token
+    /// is --token (WCON_TOKEN) unless given as CHANNEL:TOKEN=TARGET (visible in `ps`: prefer
+    /// `$VAR` from the shell's environment or connector.json with `{$VAR}`).
+    #[arg(
+        long = "route",
+        value_name = "CHANNEL[:TOKEN]=TARGET",
+        conflicts_with_all = ["channel", "to", "webhooks"]
+    )]
+    routes: Vec<String>,
     /// The receiver's base URL.
     #[arg(long, env = "WCON_SERVER", value_name = "URL")]
     server: Option<String>,
     /// The channel token (prefer WCON_TOKEN or CONNECTOR_TOKEN: flags are visible in `ps`).
     #[arg(long, env = "WCON_TOKEN", value_name = "TOKEN", hide_env_values = true)]
     token: Option<String>,
-    /// connector.json to read.
+    /// connector.json to read (single- or multi-channel shape).
     #[arg(long, short, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Name sent as X-Connector-ID.
@@ -45,7 +86,7 @@ pub struct Args {
     /// Module mode: the connections.json the modules use.
     #[arg(long, value_name = "FILE", requires = "webhooks")]
     connections: Option<PathBuf>,
-    /// Deliveries running at once (max_concurrent_requests).
+    /// Deliveries running at once, over every channel (`concurrency`, max_concurrent_requests).
     #[arg(long, value_name = "N")]
     concurrency: Option<u32>,
     /// Streaming transport: websocket (default), sse, long_poll, or auto (WebSocket, falling
@@ -65,41 +106,176 @@ pub struct Args {
     /// path can read and change the stream; for tests with a self-signed certificate only.
     #[arg(long)]
     insecure: bool,
+    /// Serve GET /health and GET /metrics (Prometheus) on this address, e.g. 127.0.0.1:9090.
+    /// Off by default.
+    #[arg(long, value_name = "ADDR")]
+    health_listen: Option<String>,
+    /// /health answers 503 once a channel has been down this many seconds (default 60).
+    #[arg(long, value_name = "SECONDS")]
+    health_down_after: Option<f64>,
 }
 
 pub async fn run(args: Args, profile: Option<&str>) -> Result<ExitCode, Failure> {
     let profile = crate::profile::load(profile)?;
     if args.check {
-        return Ok(crate::check::tunnel(build_config(&args, &profile)).await);
+        return Ok(crate::check::tunnel(build_setup(&args, &profile)).await);
     }
-    let config = build_config(&args, &profile).map_err(Failure::usage)?;
-    let delivery = engine::Deliverer::from_config(&config).map_err(Failure::usage)?;
-    // A CA file that cannot be used stops the tunnel before it connects.
-    engine::outbound::Outbound::from_config(&config).map_err(Failure::usage)?;
-    if !config.verify_ssl {
+    let setup = build_setup(&args, &profile).map_err(Failure::usage)?;
+    if setup.channels.iter().any(|c| !c.verify_ssl) {
         eprintln!(
             "warning: TLS certificate verification is off (--insecure / verify_ssl false): anyone on the path to the server can read and change the stream"
         );
     }
+    let routes = build_routes(&setup).map_err(Failure::usage)?;
+    let observer = Arc::new(Observer::new(Duration::from_secs_f64(
+        setup.health_down_after,
+    )));
     let shutdown = CancellationToken::new();
+    if let Some(addr) = setup.health_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| Failure::usage(anyhow::anyhow!("cannot listen on {addr}: {e}")))?;
+        eprintln!(
+            "health and metrics on http://{}",
+            listener.local_addr().map_err(anyhow::Error::from)?
+        );
+        let (observer, shutdown) = (observer.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            if let Err(e) = engine::health::serve(listener, observer, shutdown).await {
+                tracing::error!(error = %e, "the health server stopped");
+            }
+        });
+    }
     let (events_tx, events_rx) = mpsc::unbounded_channel();
-    let printer = tokio::spawn(print_events(events_rx));
+    let printer = tokio::spawn(print_events(events_rx, setup.multi));
     let stopper = shutdown.clone();
     tokio::spawn(async move {
         crate::stop_signal().await;
         eprintln!("stopping: finishing deliveries in progress");
         stopper.cancel();
     });
-    let result = engine::run(config, delivery, shutdown, events_tx).await;
+    let mut supervisor = Supervisor::new(events_tx, observer, shutdown.clone());
+    supervisor.apply(routes, setup.concurrency);
+
+    let (reload_tx, mut reload_rx) = mpsc::channel(4);
+    crate::on_hangup(reload_tx.clone());
+    let mut files = watched_files(&args, &setup);
+    let mut watch = start_watch(&files, &reload_tx);
+    let mut running = setup;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            Some(()) = reload_rx.recv() => {
+                match build_setup(&args, &profile).and_then(|s| Ok((build_routes(&s)?, s))) {
+                    Ok((routes, setup)) => {
+                        if setup.health_listen != running.health_listen {
+                            eprintln!("note: a new health_listen takes effect after a restart");
+                        }
+                        let applied = supervisor.apply(routes, setup.concurrency);
+                        eprintln!("reloaded: {}", describe(&applied));
+                        let now = watched_files(&args, &setup);
+                        if now != files {
+                            drop(watch);
+                            watch = start_watch(&now, &reload_tx);
+                            files = now;
+                        }
+                        running = setup;
+                    }
+                    Err(e) => eprintln!(
+                        "reload refused, the running configuration stays: {e:#}"
+                    ),
+                }
+            }
+        }
+    }
+    drop(watch);
+    supervisor.wait().await;
     let _ = printer.await;
-    result?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn build_config(
-    args: &Args,
-    profile: &crate::profile::Selected,
-) -> anyhow::Result<ConnectorConfig> {
+/// The files whose changes trigger a reload: connector.json and the module files in use.
+fn watched_files(args: &Args, setup: &ConnectorSetup) -> Vec<PathBuf> {
+    let mut files = setup.files();
+    files.extend(args.config.iter().cloned());
+    files
+}
+
+fn start_watch(files: &[PathBuf], reload: &mpsc::Sender<()>) -> Option<watch::FileWatch> {
+    if files.is_empty() {
+        return None;
+    }
+    match watch::watch(files, reload.clone()) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            eprintln!("note: cannot watch the config files ({e}); reload with SIGHUP");
+            None
+        }
+    }
+}
+
+fn describe(applied: &Applied) -> String {
+    let mut parts = Vec::new();
+    for (what, list) in [
+        ("added", &applied.added),
+        ("removed", &applied.removed),
+        ("reconnecting", &applied.restarted),
+        ("new delivery for", &applied.rerouted),
+    ] {
+        if !list.is_empty() {
+            let names: Vec<String> = list.iter().map(|c| c.to_string()).collect();
+            parts.push(format!("{what} {}", names.join(", ")));
+        }
+    }
+    if parts.is_empty() {
+        "nothing changed".into()
+    } else {
+        parts.join("; ")
+    }
+}
+
+/// Builds every channel's deliverer (module mode reads and builds its files now, so a bad file
+/// stops the tunnel before it connects, or refuses a reload).
+fn build_routes(setup: &ConnectorSetup) -> anyhow::Result<Vec<Route>> {
+    setup
+        .channels
+        .iter()
+        .map(|c| {
+            // A CA file that cannot be used stops the tunnel (or refuses a reload) here.
+            engine::outbound::Outbound::from_config(c)?;
+            Ok(Route {
+                delivery: engine::Deliverer::from_config(c)?,
+                config: Arc::new(c.clone()),
+            })
+        })
+        .collect()
+}
+
+/// `CHANNEL=TARGET` or `CHANNEL:TOKEN=TARGET` → (channel, token, target URL).
+fn parse_route(text: &str) -> anyhow::Result<(String, Option<String>, String)> {
+    let Some((left, target)) = text.split_once('=') else {
+        // Never echo a token.
+        let shown = match text.split_once(':') {
+            Some((channel, _)) => format!("{channel}:***"),
+            None => text.to_string(),
+        };
+        anyhow::bail!(
+            "--route `{shown}`: expected CHANNEL=TARGET or CHANNEL:TOKEN=TARGET, e.g. --route stripe-payments=localhost:3000"
+        );
+    };
+    let (channel, token) = match left.split_once(':') {
+        Some((c, t)) if !t.is_empty() => (c, Some(t.to_string())),
+        Some((c, _)) => (c, None),
+        None => (left, None),
+    };
+    if channel.is_empty() {
+        anyhow::bail!("--route `=…{target}`: the channel is missing before `=`");
+    }
+    let url = connector::parse_target(target).map_err(anyhow::Error::msg)?;
+    Ok((channel.to_string(), token, url.to_string()))
+}
+
+fn build_setup(args: &Args, profile: &crate::profile::Selected) -> anyhow::Result<ConnectorSetup> {
     let mut layers: Vec<Layer> = vec![profile_layer(args, profile)];
     let file_name = match &args.config {
         Some(path) => {
@@ -153,8 +329,27 @@ fn build_config(
         let url = connector::parse_target(to).map_err(anyhow::Error::msg)?;
         set("default_target", json!({"url": url.as_str()}));
     }
+    if let Some(addr) = &args.health_listen {
+        set("health_listen", json!(addr));
+    }
+    if let Some(s) = args.health_down_after {
+        set("health_down_after", json!(s));
+    }
+    if !args.routes.is_empty() {
+        let mut routes = Map::new();
+        for text in &args.routes {
+            let (channel, token, target) = parse_route(text)?;
+            let mut route = Map::new();
+            route.insert("target".into(), json!(target));
+            if let Some(token) = token {
+                route.insert("token".into(), json!(token));
+            }
+            routes.insert(channel, Value::Object(route));
+        }
+        set("routes", Value::Object(routes));
+    }
     layers.push(flags);
-    Ok(ConnectorConfig::from_layers(&file_name, &layers)?)
+    Ok(ConnectorSetup::from_layers(&file_name, &layers)?)
 }
 
 /// What the profile gives: the server, and the token saved for the channel named on the
@@ -174,10 +369,16 @@ fn profile_layer(args: &Args, profile: &crate::profile::Selected) -> Layer {
     layer
 }
 
-async fn print_events(mut events: mpsc::UnboundedReceiver<Event>) {
+async fn print_events(mut events: mpsc::UnboundedReceiver<Report>, multi: bool) {
     let mut err = std::io::stderr();
-    while let Some(event) = events.recv().await {
+    while let Some(Report { channel, event }) = events.recv().await {
         let now = chrono::Local::now().format("%H:%M:%S%.3f");
+        // With several channels, each line says which one (`connected` names it already).
+        let now = if multi {
+            format!("{now} [{channel}]")
+        } else {
+            now.to_string()
+        };
         let line = match event {
             Event::Connected {
                 server,
@@ -186,7 +387,7 @@ async fn print_events(mut events: mpsc::UnboundedReceiver<Event>) {
             } => {
                 format!("connected to {server} channel {channel} ({protocol})")
             }
-            Event::Ready { .. } => continue,
+            Event::Ready { .. } | Event::Received { .. } => continue,
             Event::Disconnected { reason, retry_in } => {
                 format!(
                     "{now} disconnected: {reason}; reconnecting in {:.1}s",
@@ -223,6 +424,7 @@ async fn print_events(mut events: mpsc::UnboundedReceiver<Event>) {
             Event::Settled {
                 message_id,
                 verdict: Verdict::Nack { retry, reason },
+                ..
             } => {
                 let what = if retry {
                     "will be delivered again"

@@ -1296,13 +1296,17 @@ _wcon() {
             return 0
             ;;
         wcon__subcmd__tunnel)
-            opts="-c -h -V --to --server --token --config --connector-id --webhooks --connections --concurrency --protocol --check --ca-cert --insecure --log-level --log-format --profile --help --version"
+            opts="-c -h -V --to --route --server --token --config --connector-id --webhooks --connections --concurrency --protocol --check --ca-cert --insecure --health-listen --health-down-after --log-level --log-format --profile --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --route)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1343,6 +1347,14 @@ _wcon() {
                     return 0
                     ;;
                 --ca-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --health-listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --health-down-after)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -31,7 +31,7 @@ complete -c wcon -n "__fish_wcon_needs_command" -l profile -d 'Profile of config
 complete -c wcon -n "__fish_wcon_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c wcon -n "__fish_wcon_needs_command" -s V -l version -d 'Print version'
 complete -c wcon -n "__fish_wcon_needs_command" -f -a "serve" -d 'Run the public receiver: accept webhooks, store them durably, stream them to connectors'
-complete -c wcon -n "__fish_wcon_needs_command" -f -a "tunnel" -d 'Connect out to a receiver and deliver a channel\'s webhooks to a local app'
+complete -c wcon -n "__fish_wcon_needs_command" -f -a "tunnel" -d 'Connect out to a receiver and deliver channels\' webhooks to local apps or output modules'
 complete -c wcon -n "__fish_wcon_needs_command" -f -a "channels" -d 'Inspect relay channels of a running server (admin API)'
 complete -c wcon -n "__fish_wcon_needs_command" -f -a "dlq" -d 'List, show, replay and purge dead letters of a running server (admin API)'
 complete -c wcon -n "__fish_wcon_needs_command" -f -a "init" -d 'Write a starting config (receiver or connector) from templates, with a strong token'
@@ -60,18 +60,21 @@ complete -c wcon -n "__fish_wcon_using_subcommand serve" -l check -d 'Validate w
 complete -c wcon -n "__fish_wcon_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c wcon -n "__fish_wcon_using_subcommand serve" -s V -l version -d 'Print version'
 complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -l to -d 'Where to deliver: a port, host:port, or an http(s) URL with a path' -r
+complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -l route -d 'Stream CHANNEL to TARGET; repeat for several channels in one process. The channel token is --token (WCON_TOKEN) unless given as CHANNEL:TOKEN=TARGET (visible in `ps`: prefer `$VAR` from the shell\'s environment or connector.json with `{$VAR}`)' -r
 complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -l server -d 'The receiver\'s base URL' -r
 complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -l token -d 'The channel token (prefer WCON_TOKEN or CONNECTOR_TOKEN: flags are visible in `ps`)' -r
-complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -s c -l config -d 'connector.json to read' -r -F
+complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -s c -l config -d 'connector.json to read (single- or multi-channel shape)' -r -F
 complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -l connector-id -d 'Name sent as X-Connector-ID' -r
 complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -l webhooks -d 'Module mode: deliver to the output modules of this webhooks.json instead of HTTP' -r -F
 complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -l connections -d 'Module mode: the connections.json the modules use' -r -F
-complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -l concurrency -d 'Deliveries running at once (max_concurrent_requests)' -r
+complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -l concurrency -d 'Deliveries running at once, over every channel (`concurrency`, max_concurrent_requests)' -r
 complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -l protocol -d 'Streaming transport: websocket (default), sse, long_poll, or auto (WebSocket, falling back to SSE, then long-poll, and going back up later). CONNECTOR_PROTOCOL in the env' -r -f -a "websocket\t''
 sse\t''
 long_poll\t''
 auto\t''"
 complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -l ca-cert -d 'Also trust the CA certificates of this PEM file for the server\'s certificate (ca_cert_path); the public web roots stay trusted' -r -F
+complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -l health-listen -d 'Serve GET /health and GET /metrics (Prometheus) on this address, e.g. 127.0.0.1:9090. Off by default' -r
+complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -l health-down-after -d '/health answers 503 once a channel has been down this many seconds (default 60)' -r
 complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -l log-level -d 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set' -r
 complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -l log-format -d 'Log format' -r -f -a "text\t'For people'
 json\t'One JSON object per line'"
@@ -267,7 +270,7 @@ complete -c wcon -n "__fish_wcon_using_subcommand completions" -l profile -d 'Pr
 complete -c wcon -n "__fish_wcon_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c wcon -n "__fish_wcon_using_subcommand completions" -s V -l version -d 'Print version'
 complete -c wcon -n "__fish_wcon_using_subcommand help; and not __fish_seen_subcommand_from serve tunnel channels dlq init send dash completions help" -f -a "serve" -d 'Run the public receiver: accept webhooks, store them durably, stream them to connectors'
-complete -c wcon -n "__fish_wcon_using_subcommand help; and not __fish_seen_subcommand_from serve tunnel channels dlq init send dash completions help" -f -a "tunnel" -d 'Connect out to a receiver and deliver a channel\'s webhooks to a local app'
+complete -c wcon -n "__fish_wcon_using_subcommand help; and not __fish_seen_subcommand_from serve tunnel channels dlq init send dash completions help" -f -a "tunnel" -d 'Connect out to a receiver and deliver channels\' webhooks to local apps or output modules'
 complete -c wcon -n "__fish_wcon_using_subcommand help; and not __fish_seen_subcommand_from serve tunnel channels dlq init send dash completions help" -f -a "channels" -d 'Inspect relay channels of a running server (admin API)'
 complete -c wcon -n "__fish_wcon_using_subcommand help; and not __fish_seen_subcommand_from serve tunnel channels dlq init send dash completions help" -f -a "dlq" -d 'List, show, replay and purge dead letters of a running server (admin API)'
 complete -c wcon -n "__fish_wcon_using_subcommand help; and not __fish_seen_subcommand_from serve tunnel channels dlq init send dash completions help" -f -a "init" -d 'Write a starting config (receiver or connector) from templates, with a strong token'

@@ -1,10 +1,13 @@
 //! connector.json: what `wcon tunnel` connects to and where it delivers.
 //!
-//! Owns the single-channel HTTP-mode file of the original (keys unchanged), the `CONNECTOR_*`
-//! environment variables, and the layering defaults < file < environment < flags. It does not
-//! connect anywhere.
+//! Owns both documented shapes of the file: single channel (the original's keys, unchanged) and
+//! multi channel (`cloud` `{url, connector_id}`, `concurrency`, `routes` `{channel: {token,
+//! target | module… | chain…}}`, `connections`), the `CONNECTOR_*` environment variables, and the
+//! layering defaults < file < environment < flags. Either shape becomes a [`ConnectorSetup`]: one
+//! [`ConnectorConfig`] per channel. It does not connect anywhere.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -160,6 +163,35 @@ pub struct ConnectorConfig {
     /// etcd mode (not offered by wcon).
     #[serde(default)]
     pub namespace: Option<Value>,
+    /// Module mode from a `routes` entry of the multi-channel shape (`module…` or `chain…`).
+    #[serde(skip)]
+    pub inline_route: Option<InlineRoute>,
+}
+
+/// A `routes` entry that delivers to output modules, written inline in connector.json.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InlineRoute {
+    /// The file it came from (for errors).
+    pub file: String,
+    /// The entry (webhooks.json keys: `module`, `module-config`, `connection`, `chain`, …).
+    pub entry: Value,
+    /// The file's `connections` object, if any.
+    pub connections: Option<Value>,
+}
+
+/// Everything one `wcon tunnel` process runs: one config per channel, sharing one delivery limit.
+#[derive(Debug, Clone)]
+pub struct ConnectorSetup {
+    /// One config per channel, in channel-name order.
+    pub channels: Vec<ConnectorConfig>,
+    /// Deliveries running at once, over every channel.
+    pub concurrency: u32,
+    /// Where the health and metrics server listens (off when `None`).
+    pub health_listen: Option<SocketAddr>,
+    /// A channel down for longer than this (seconds) makes `/health` answer 503.
+    pub health_down_after: f64,
+    /// True for the multi-channel shape (`routes`).
+    pub multi: bool,
 }
 
 mod defaults {
@@ -202,6 +234,9 @@ mod defaults {
     pub fn ack_timeout() -> f64 {
         30.0
     }
+    pub fn health_down_after() -> f64 {
+        60.0
+    }
 }
 
 /// How an environment variable's text becomes a JSON value.
@@ -240,7 +275,14 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
         Kind::Number,
     ),
     ("CONNECTOR_ACK_TIMEOUT", "ack_timeout", Kind::Number),
+    (
+        "CONNECTOR_RECONNECT_BACKOFF_MULTIPLIER",
+        "reconnect_backoff_multiplier",
+        Kind::Number,
+    ),
+    ("CONNECTOR_CONCURRENCY", "concurrency", Kind::Number),
     ("CONNECTOR_LOG_LEVEL", "log_level", Kind::Text),
+    ("CONNECTOR_LOG_FORMAT", "log_format", Kind::Text),
     ("CONNECTOR_VERIFY_SSL", "verify_ssl", Kind::Bool),
     ("CONNECTOR_CA_CERT_PATH", "ca_cert_path", Kind::Text),
     ("CONNECTOR_CLIENT_CERT_PATH", "client_cert_path", Kind::Text),
@@ -252,7 +294,26 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
         "connections_config",
         Kind::Text,
     ),
+    ("CONNECTOR_HEALTH_LISTEN", "health_listen", Kind::Text),
+    (
+        "CONNECTOR_HEALTH_DOWN_AFTER",
+        "health_down_after",
+        Kind::Number,
+    ),
+    ("CONNECTOR_ETCD_HOST", "etcd_host", Kind::Text),
+    ("CONNECTOR_ETCD_PORT", "etcd_port", Kind::Text),
+    ("CONNECTOR_ETCD_PREFIX", "etcd_prefix", Kind::Text),
+    ("CONNECTOR_NAMESPACE", "namespace", Kind::Text),
 ];
+
+/// Every `CONNECTOR_*` variable read, for `--help` and docs.
+pub fn env_names() -> impl Iterator<Item = &'static str> {
+    ENV_KEYS.iter().map(|(var, _, _)| *var).chain([
+        "CONNECTOR_TARGET_URL",
+        "CONNECTOR_TARGET_METHOD",
+        "CONNECTOR_TARGET_TIMEOUT",
+    ])
+}
 
 /// One layer of settings: key → JSON value, as a file, the environment or flags give them.
 pub type Layer = Map<String, Value>;
@@ -333,19 +394,270 @@ pub fn file_layer(path: &Path) -> Result<Layer, ConfigErrors> {
     }
 }
 
-impl ConnectorConfig {
-    /// Builds the config from layers, later ones winning key by key (defaults < file < env < flags).
-    /// `file` names the first layer's source in errors.
+/// Keys of a `routes` entry that are not webhooks.json keys.
+const ROUTE_KEYS: &[&str] = &[
+    "token",
+    "target",
+    "targets",
+    "webhooks_config",
+    "connections_config",
+    "protocol",
+];
+/// Keys that say where a channel delivers.
+const DELIVERY_KEYS: &[&str] = &["default_target", "targets", "webhooks_config"];
+
+/// Rewrites one layer's multi-channel spellings into the keys used below: `cloud.url` →
+/// `cloud_url`, `cloud.connector_id` → `connector_id`, `concurrency` → `max_concurrent_requests`.
+fn normalize(file: &str, layer: &Layer) -> Result<Layer, ConfigErrors> {
+    let mut out = layer.clone();
+    if let Some(cloud) = out.remove("cloud") {
+        let Value::Object(cloud) = cloud else {
+            return Err(ConfigError::new(
+                file,
+                "cloud",
+                "expected an object `{\"url\": …, \"connector_id\": …}`",
+            )
+            .into());
+        };
+        for (key, value) in cloud {
+            match key.as_str() {
+                "url" => out.insert("cloud_url".into(), value),
+                "connector_id" | "token" => out.insert(key, value),
+                other => {
+                    return Err(ConfigError::new(
+                        file,
+                        format!("cloud.{other}"),
+                        super::unknown_key_message(other, &["url", "connector_id", "token"]),
+                    )
+                    .into());
+                }
+            };
+        }
+    }
+    if let Some(n) = out.remove("concurrency") {
+        out.insert("max_concurrent_requests".into(), n);
+    }
+    Ok(out)
+}
+
+impl ConnectorSetup {
+    /// Builds the setup from layers, later ones winning key by key (defaults < file < env <
+    /// flags); `routes` merge channel by channel. `file` names the first layer's source in errors.
     pub fn from_layers(file: &str, layers: &[Layer]) -> Result<Self, ConfigErrors> {
         let mut merged = Layer::new();
         for layer in layers {
-            for (k, v) in layer {
-                merged.insert(k.clone(), v.clone());
+            for (k, v) in normalize(file, layer)? {
+                match (k.as_str(), merged.get_mut(&k), v) {
+                    ("routes", Some(Value::Object(old)), Value::Object(new)) => old.extend(new),
+                    (_, _, v) => {
+                        merged.insert(k, v);
+                    }
+                }
             }
         }
-        if merged.contains_key("routes") || merged.contains_key("cloud") {
-            return Err(ConfigError::new(file, "routes", "the multi-channel connector shape (`cloud`, `routes`) is not supported yet by this version of wcon; run one `wcon tunnel` per channel").into());
+        let health_listen = match merged.remove("health_listen") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(text)) if text.is_empty() => None,
+            Some(Value::String(text)) => Some(text.parse::<SocketAddr>().map_err(|_| {
+                ConfigError::new(
+                    file,
+                    "health_listen",
+                    format!("`{text}` is not an address like 127.0.0.1:9090"),
+                )
+            })?),
+            Some(_) => {
+                return Err(ConfigError::new(
+                    file,
+                    "health_listen",
+                    "expected an address like \"127.0.0.1:9090\"",
+                )
+                .into());
+            }
+        };
+        let health_down_after = match merged.remove("health_down_after") {
+            None => defaults::health_down_after(),
+            Some(v) => match v.as_f64() {
+                Some(s) if positive(s) => s,
+                _ => {
+                    return Err(ConfigError::new(
+                        file,
+                        "health_down_after",
+                        "must be a positive number of seconds",
+                    )
+                    .into());
+                }
+            },
+        };
+        let connections = merged.remove("connections");
+        let Some(routes) = merged.remove("routes") else {
+            if connections.is_some() {
+                return Err(ConfigError::new(file, "connections", "`connections` belongs to the multi-channel shape (`routes`); a single-channel file names a `connections_config` file").into());
+            }
+            let config = ConnectorConfig::from_merged(file, merged, None)?;
+            return Ok(Self {
+                concurrency: config.max_concurrent_requests,
+                channels: vec![config],
+                health_listen,
+                health_down_after,
+                multi: false,
+            });
+        };
+        let Value::Object(routes) = routes else {
+            return Err(
+                ConfigError::new(file, "routes", "expected an object of channel → route").into(),
+            );
+        };
+        if routes.is_empty() {
+            return Err(ConfigError::new(file, "routes", "no channel: add at least one route `{\"<channel>\": {\"token\": …, \"target\": …}}`").into());
         }
+        if merged.contains_key("channel") {
+            return Err(ConfigError::new(file, "channel", "`channel` is for the single-channel shape; with `routes`, each channel is a key of `routes`").into());
+        }
+        if let Some(c) = &connections
+            && !c.is_object()
+        {
+            return Err(ConfigError::new(
+                file,
+                "connections",
+                "expected an object of connection name → settings",
+            )
+            .into());
+        }
+        let shared_token = merged.remove("token");
+        let mut channels = Vec::new();
+        let mut errors: Vec<ConfigError> = Vec::new();
+        for (name, route) in routes {
+            let at = format!("routes.{name}");
+            let Value::Object(mut route) = route else {
+                errors.push(ConfigError::new(
+                    file,
+                    &at,
+                    "expected an object with `token` and `target`, `module` or `chain`",
+                ));
+                continue;
+            };
+            let mut m = merged.clone();
+            m.insert("channel".into(), Value::String(name.clone()));
+            match route.remove("token").or_else(|| shared_token.clone()) {
+                Some(token) => {
+                    m.insert("token".into(), token);
+                }
+                None => {
+                    errors.push(ConfigError::new(
+                        file,
+                        format!("{at}.token"),
+                        "`token` is required (the channel token of this route)",
+                    ));
+                    continue;
+                }
+            }
+            let own: Layer = route
+                .iter()
+                .filter(|(k, _)| ROUTE_KEYS.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            route.retain(|k, _| !ROUTE_KEYS.contains(&k.as_str()));
+            let inline = !route.is_empty();
+            if inline && !route.contains_key("module") && !route.contains_key("chain") {
+                let mut valid: Vec<&str> = ROUTE_KEYS.to_vec();
+                valid.extend(["module", "chain"]);
+                for key in route.keys() {
+                    errors.push(ConfigError::new(
+                        file,
+                        format!("{at}.{key}"),
+                        super::unknown_key_message(key, &valid),
+                    ));
+                }
+                continue;
+            }
+            let own_delivery = inline
+                || own.contains_key("target")
+                || own.contains_key("targets")
+                || own.contains_key("webhooks_config");
+            if own_delivery {
+                // A route's own delivery replaces one set for every channel (e.g. CONNECTOR_TARGET_URL).
+                for key in DELIVERY_KEYS {
+                    m.remove(*key);
+                }
+            }
+            for (k, v) in own {
+                match (k.as_str(), v) {
+                    ("target", Value::String(url)) => {
+                        m.insert("default_target".into(), serde_json::json!({ "url": url }));
+                    }
+                    ("target", v) => {
+                        m.insert("default_target".into(), v);
+                    }
+                    (_, v) => {
+                        m.insert(k, v);
+                    }
+                }
+            }
+            let inline = inline.then(|| InlineRoute {
+                file: file.to_string(),
+                entry: Value::Object(route),
+                connections: connections.clone(),
+            });
+            match ConnectorConfig::from_merged(file, m, inline) {
+                Ok(c) => channels.push(c),
+                Err(ConfigErrors(found)) => {
+                    for mut e in found {
+                        let root = e.path.split('.').next().unwrap_or("");
+                        if ROUTE_KEYS.contains(&root) || DELIVERY_KEYS.contains(&root) {
+                            let path = e.path.replacen("default_target", "target", 1);
+                            e.path = format!("{at}.{path}");
+                        }
+                        if !errors.contains(&e) {
+                            errors.push(e);
+                        }
+                    }
+                }
+            }
+        }
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
+        }
+        Ok(Self {
+            concurrency: channels[0].max_concurrent_requests,
+            channels,
+            health_listen,
+            health_down_after,
+            multi: true,
+        })
+    }
+
+    /// The local files this setup reads (module mode), for watching.
+    pub fn files(&self) -> Vec<std::path::PathBuf> {
+        let mut out: Vec<std::path::PathBuf> = self
+            .channels
+            .iter()
+            .flat_map(|c| [c.webhooks_config.as_ref(), c.connections_config.as_ref()])
+            .flatten()
+            .map(std::path::PathBuf::from)
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+impl ConnectorConfig {
+    /// Builds a single-channel config from layers (see [`ConnectorSetup::from_layers`]).
+    pub fn from_layers(file: &str, layers: &[Layer]) -> Result<Self, ConfigErrors> {
+        let setup = ConnectorSetup::from_layers(file, layers)?;
+        if setup.multi {
+            return Err(
+                ConfigError::new(file, "routes", "expected the single-channel shape").into(),
+            );
+        }
+        Ok(setup.channels.into_iter().next().expect("one channel"))
+    }
+
+    fn from_merged(
+        file: &str,
+        mut merged: Layer,
+        inline_route: Option<InlineRoute>,
+    ) -> Result<Self, ConfigErrors> {
         for required in ["cloud_url", "channel", "token"] {
             if !merged.contains_key(required) {
                 return Err(ConfigError::new(
@@ -359,9 +671,37 @@ impl ConnectorConfig {
                 .into());
             }
         }
-        let config: Self = from_value(file, "", Value::Object(merged))?;
+        // `wss://host/connect/stream`, as the multi-channel docs write it, is the server `wss://host`.
+        if let Some(Value::String(url)) = merged.get_mut("cloud_url") {
+            let trimmed = url.trim_end_matches('/');
+            if let Some(base) = trimmed.strip_suffix("/connect/stream") {
+                *url = base.to_string();
+            }
+        }
+        let mut config: Self = from_value(file, "", Value::Object(merged))?;
+        config.inline_route = inline_route;
         config.validate(file)?;
         Ok(config)
+    }
+
+    /// True when `other` streams the same way (server, channel, token, transport, timings):
+    /// only where it delivers may differ.
+    pub fn same_stream(&self, other: &Self) -> bool {
+        self.cloud_url == other.cloud_url
+            && self.channel == other.channel
+            && self.token.expose() == other.token.expose()
+            && self.protocol == other.protocol
+            && self.connector_id == other.connector_id
+            && self.reconnect_delay == other.reconnect_delay
+            && self.max_reconnect_delay == other.max_reconnect_delay
+            && self.reconnect_backoff_multiplier == other.reconnect_backoff_multiplier
+            && self.heartbeat_timeout == other.heartbeat_timeout
+            && self.connection_timeout == other.connection_timeout
+            && self.max_concurrent_requests == other.max_concurrent_requests
+            && self.verify_ssl == other.verify_ssl
+            && self.ca_cert_path == other.ca_cert_path
+            && self.client_cert_path == other.client_cert_path
+            && self.client_key_path == other.client_key_path
     }
 
     fn validate(&self, file: &str) -> Result<(), ConfigErrors> {
@@ -439,7 +779,26 @@ impl ConnectorConfig {
                 "must name a PEM file of the CA that signed the server's certificate",
             ));
         }
-        let module_mode = self.webhooks_config.is_some();
+        let module_mode = self.webhooks_config.is_some() || self.inline_route.is_some();
+        if self.webhooks_config.is_some() && self.inline_route.is_some() {
+            errors.push(ConfigError::new(
+                file,
+                "webhooks_config",
+                "choose one: a `webhooks_config` file or `module`/`chain` written in the route",
+            ));
+        }
+        if self
+            .inline_route
+            .as_ref()
+            .is_some_and(|r| r.connections.is_some())
+            && self.connections_config.is_some()
+        {
+            errors.push(ConfigError::new(
+                file,
+                "connections_config",
+                "choose one: `connections` written in connector.json or a `connections_config` file",
+            ));
+        }
         if self.connections_config.is_some() && !module_mode {
             errors.push(ConfigError::new(
                 file,
@@ -691,5 +1050,141 @@ mod tests {
             "http://127.0.0.1:9/hook"
         );
         assert!(parse_target("ftp://x").is_err());
+    }
+
+    #[test]
+    fn the_documented_multi_channel_file_gives_one_config_per_channel() {
+        let doc = layer(json!({
+            "cloud": {"url": "wss://webhook-cloud.example.com/connect/stream", "connector_id": "prod-processor-01"},
+            "concurrency": 20,
+            "routes": {
+                "stripe-payments": {"token": "t1", "module": "kafka", "connection": "kafka_cluster", "module-config": {"topic": "payment-events"}},
+                "github-events": {"token": "t2", "chain": [{"module": "log"}], "chain-config": {"execution": "parallel"}},
+                "shop": {"token": "t3", "target": "http://localhost:3000/shop"}
+            },
+            "connections": {"kafka_cluster": {"type": "kafka", "bootstrap_servers": "k:9092"}}
+        }));
+        let s = ConnectorSetup::from_layers("connector.json", std::slice::from_ref(&doc)).unwrap();
+        assert!(s.multi);
+        assert_eq!(s.concurrency, 20);
+        let names: Vec<&str> = s.channels.iter().map(|c| c.channel.as_str()).collect();
+        assert_eq!(names, ["github-events", "shop", "stripe-payments"]);
+        let stripe = &s.channels[2];
+        assert_eq!(
+            stripe.cloud_url.as_str(),
+            "wss://webhook-cloud.example.com/"
+        );
+        assert_eq!(stripe.token.expose(), "t1");
+        assert_eq!(
+            stripe.connector_id.as_ref().unwrap().as_str(),
+            "prod-processor-01"
+        );
+        let inline = stripe.inline_route.as_ref().unwrap();
+        assert_eq!(inline.entry["module"], "kafka");
+        assert!(inline.connections.is_some());
+        assert_eq!(
+            s.channels[1].default_target.as_ref().unwrap().url.path(),
+            "/shop"
+        );
+        // Environment over file, flags over environment; a flag route replaces that channel only.
+        let env = env_layer(&|k| (k == "CONNECTOR_CONCURRENCY").then(|| "5".into())).unwrap();
+        let flags =
+            layer(json!({"routes": {"shop": {"token": "t9", "target": "http://127.0.0.1:9/x"}}}));
+        let s = ConnectorSetup::from_layers("connector.json", &[doc, env, flags]).unwrap();
+        assert_eq!(s.concurrency, 5);
+        assert_eq!(s.channels.len(), 3);
+        assert_eq!(s.channels[1].token.expose(), "t9");
+        assert_eq!(
+            s.channels[1].default_target.as_ref().unwrap().url.as_str(),
+            "http://127.0.0.1:9/x"
+        );
+    }
+
+    #[test]
+    fn multi_channel_mistakes_name_the_route() {
+        let doc = layer(json!({
+            "cloud": {"url": "http://127.0.0.1:8000"},
+            "routes": {
+                "a": {"target": "http://localhost:1/"},
+                "b": {"token": "x", "tagret": "http://localhost:1/"},
+                "c": {"token": "x", "target": "ftp://nope/"}
+            }
+        }));
+        let err = ConnectorSetup::from_layers("connector.json", &[doc])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`routes.a.token`: `token` is required"),
+            "{err}"
+        );
+        assert!(
+            err.contains("`routes.b.tagret`: unknown key `tagret`; did you mean `target`?"),
+            "{err}"
+        );
+        assert!(err.contains("`routes.c.target.url`"), "{err}");
+        // A shared token (--token, CONNECTOR_TOKEN) covers routes without their own.
+        let doc = layer(json!({
+            "cloud_url": "http://127.0.0.1:8000", "token": "shared",
+            "routes": {"a": {"target": "http://localhost:1/"}}
+        }));
+        let s = ConnectorSetup::from_layers("c.json", &[doc]).unwrap();
+        assert_eq!(s.channels[0].token.expose(), "shared");
+        let doc = layer(
+            json!({"cloud_url": "http://127.0.0.1:8000", "channel": "x", "token": "t", "routes": {"a": {"target": "http://localhost:1/"}}}),
+        );
+        let err = ConnectorSetup::from_layers("c.json", &[doc])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`channel` is for the single-channel shape"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn every_documented_variable_is_read() {
+        let names: Vec<&str> = env_names().collect();
+        for documented in [
+            "CONNECTOR_CLOUD_URL",
+            "CONNECTOR_CHANNEL",
+            "CONNECTOR_TOKEN",
+            "CONNECTOR_PROTOCOL",
+            "CONNECTOR_RECONNECT_DELAY",
+            "CONNECTOR_MAX_RECONNECT_DELAY",
+            "CONNECTOR_HEARTBEAT_TIMEOUT",
+            "CONNECTOR_CONNECTION_TIMEOUT",
+            "CONNECTOR_MAX_CONCURRENT_REQUESTS",
+            "CONNECTOR_ACK_TIMEOUT",
+            "CONNECTOR_LOG_LEVEL",
+            "CONNECTOR_CA_CERT_PATH",
+            "CONNECTOR_CLIENT_CERT_PATH",
+            "CONNECTOR_CLIENT_KEY_PATH",
+            "CONNECTOR_VERIFY_SSL",
+            "CONNECTOR_ID",
+            "CONNECTOR_WEBHOOKS_CONFIG",
+            "CONNECTOR_CONNECTIONS_CONFIG",
+            "CONNECTOR_ETCD_HOST",
+            "CONNECTOR_ETCD_PORT",
+            "CONNECTOR_ETCD_PREFIX",
+            "CONNECTOR_NAMESPACE",
+            "CONNECTOR_TARGET_URL",
+            "CONNECTOR_TARGET_METHOD",
+            "CONNECTOR_TARGET_TIMEOUT",
+        ] {
+            assert!(names.contains(&documented), "{documented}");
+        }
+        let env = env_layer(&|k| match k {
+            "CONNECTOR_CLOUD_URL" => Some("http://127.0.0.1:1".into()),
+            "CONNECTOR_CHANNEL" => Some("c".into()),
+            "CONNECTOR_TOKEN" => Some("t".into()),
+            "CONNECTOR_TARGET_URL" => Some("http://127.0.0.1:2/h".into()),
+            "CONNECTOR_HEALTH_LISTEN" => Some("127.0.0.1:0".into()),
+            "CONNECTOR_HEARTBEAT_TIMEOUT" => Some("2.5".into()),
+            _ => None,
+        })
+        .unwrap();
+        let s = ConnectorSetup::from_layers("<env>", &[env]).unwrap();
+        assert_eq!(s.health_listen.unwrap().to_string(), "127.0.0.1:0");
+        assert_eq!(s.channels[0].heartbeat_timeout, 2.5);
     }
 }

@@ -7,6 +7,7 @@
 pub mod connections;
 pub mod connector;
 pub mod env;
+pub mod watch;
 pub mod webhooks;
 
 use std::fmt;

@@ -1,16 +1,21 @@
 //! `wcon tunnel`: the connector that dials out to `wcon serve` and delivers locally.
 //!
-//! Owns the reconnect loop (capped, jittered backoff forever; an auth failure waits the maximum
-//! delay), the delivery concurrency limit, and the events the command turns into lines. It never
-//! prints: everything a person should see is an [`Event`].
+//! Owns the reconnect loop of one channel (capped, jittered backoff forever; an auth failure
+//! waits the maximum delay), what a channel's deliveries share (its current route, the process's
+//! concurrency limit, the observer), and the events the command turns into lines. Running many
+//! channels and reloading them is [`supervisor`]'s. It never prints: everything a person should
+//! see is an [`Event`].
 
 pub mod backoff;
 pub mod deliver;
+pub mod health;
 pub mod modules;
+pub mod observe;
 pub mod outbound;
+pub mod supervisor;
 pub mod transport;
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Semaphore, mpsc};
@@ -20,6 +25,7 @@ use crate::config::ConnectorConfig;
 use crate::protocol::{ChannelName, ConnectionId, MessageId, WebhookId};
 use backoff::Backoff;
 use deliver::HttpDelivery;
+use observe::Observer;
 
 /// A session must stay up this long before the reconnect delay goes back to its start.
 const HEALTHY_AFTER: Duration = Duration::from_secs(60);
@@ -70,6 +76,13 @@ pub enum Event {
         message_id: MessageId,
         /// Ack or nack.
         verdict: deliver::Verdict,
+        /// From arrival to the verdict (waiting for a permit included).
+        latency: Duration,
+    },
+    /// A webhook arrived from the server.
+    Received {
+        /// The message.
+        message_id: MessageId,
     },
     /// The server sent an `error` frame.
     ServerError {
@@ -78,6 +91,15 @@ pub enum Event {
         /// Its detail.
         detail: String,
     },
+}
+
+/// An event of one channel.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// The channel.
+    pub channel: ChannelName,
+    /// What happened.
+    pub event: Event,
 }
 
 /// Where a tunnel delivers: a local HTTP target, or output modules.
@@ -93,15 +115,21 @@ impl Deliverer {
     /// The deliverer `config` asks for; module mode reads and builds its files now, so a bad
     /// file stops the tunnel before it connects.
     pub fn from_config(config: &ConnectorConfig) -> Result<Self, crate::config::ConfigErrors> {
-        match &config.webhooks_config {
-            None => Ok(Self::Http(HttpDelivery::new())),
-            Some(webhooks) => Ok(Self::Modules(modules::ModuleRoutes::load(
+        let connections = config
+            .connections_config
+            .as_deref()
+            .map(std::path::Path::new);
+        match (&config.webhooks_config, &config.inline_route) {
+            (Some(webhooks), _) => Ok(Self::Modules(modules::ModuleRoutes::load(
                 std::path::Path::new(webhooks),
-                config
-                    .connections_config
-                    .as_deref()
-                    .map(std::path::Path::new),
+                connections,
             )?)),
+            (None, Some(route)) => Ok(Self::Modules(modules::ModuleRoutes::inline(
+                config.channel.as_str(),
+                route,
+                connections,
+            )?)),
+            (None, None) => Ok(Self::Http(HttpDelivery::new())),
         }
     }
 
@@ -175,48 +203,82 @@ impl Transport {
     }
 }
 
-/// What a session needs, shared across reconnects.
-pub struct Context {
-    /// The configuration.
+/// Where a channel's deliveries go now: swapped whole by a reload, read once per delivery, so a
+/// delivery in progress finishes where it started.
+#[derive(Debug)]
+pub struct Route {
+    /// The channel's config (targets, `ack_timeout`).
     pub config: Arc<ConnectorConfig>,
-    /// Where messages go.
+    /// The deliverer built from it.
     pub delivery: Deliverer,
-    /// Deliveries running at once (`max_concurrent_requests`).
+}
+
+/// What a channel's sessions need, shared across reconnects.
+pub struct Context {
+    /// The configuration the stream was opened with (server, channel, token, transport).
+    pub config: Arc<ConnectorConfig>,
+    /// Where messages go now.
+    route: RwLock<Arc<Route>>,
+    /// Deliveries running at once, shared by every channel of the process.
     pub permits: Arc<Semaphore>,
     /// TLS and proxies of the connection to the server.
     pub outbound: outbound::Outbound,
     /// Where events go.
-    pub events: mpsc::UnboundedSender<Event>,
-    /// Cancelled to stop.
+    pub events: mpsc::UnboundedSender<Report>,
+    /// Health and metrics.
+    pub observer: Arc<Observer>,
+    /// Cancelled to stop this channel (settling deliveries in progress).
     pub shutdown: CancellationToken,
 }
 
 impl Context {
-    /// Reports an event; a closed receiver is not an error.
+    /// A channel context delivering through `route`; fails when its TLS settings cannot be used
+    /// (e.g. an unreadable `ca_cert_path`).
+    pub fn new(
+        route: Route,
+        permits: Arc<Semaphore>,
+        events: mpsc::UnboundedSender<Report>,
+        observer: Arc<Observer>,
+        shutdown: CancellationToken,
+    ) -> Result<Self, ConnectorError> {
+        Ok(Self {
+            outbound: outbound::Outbound::from_config(&route.config)?,
+            config: route.config.clone(),
+            route: RwLock::new(Arc::new(route)),
+            permits,
+            events,
+            observer,
+            shutdown,
+        })
+    }
+
+    /// Reports an event (and records it for health and metrics); a closed receiver is not an
+    /// error.
     pub fn emit(&self, event: Event) {
-        let _ = self.events.send(event);
+        self.observer.record(&self.config.channel, &event);
+        let _ = self.events.send(Report {
+            channel: self.config.channel.clone(),
+            event,
+        });
+    }
+
+    /// The route deliveries starting now use.
+    pub fn route(&self) -> Arc<Route> {
+        self.route.read().expect("route lock").clone()
+    }
+
+    /// Sends new deliveries through `route`; those in progress finish on the old one.
+    pub fn set_route(&self, route: Route) {
+        *self.route.write().expect("route lock") = Arc::new(route);
     }
 }
 
-/// Runs the connector until `shutdown` is cancelled: connect, stream, deliver, reconnect.
-pub async fn run(
-    config: ConnectorConfig,
-    delivery: Deliverer,
-    shutdown: CancellationToken,
-    events: mpsc::UnboundedSender<Event>,
-) -> Result<(), ConnectorError> {
-    let config = Arc::new(config);
+/// Runs one channel until its `shutdown` is cancelled: connect, stream, deliver, reconnect.
+pub async fn run_channel(ctx: Arc<Context>) -> Result<(), ConnectorError> {
+    let config = ctx.config.clone();
+    let shutdown = ctx.shutdown.clone();
     let ws_url = transport::ws::stream_url(&config.cloud_url, &config.channel)
         .ok_or_else(|| ConnectorError::Url(config.cloud_url.to_string()))?;
-    let outbound = outbound::Outbound::from_config(&config)?;
-    let ctx = Arc::new(Context {
-        outbound,
-        permits: Arc::new(Semaphore::new(config.max_concurrent_requests as usize)),
-        delivery,
-        config: config.clone(),
-        events,
-        shutdown: shutdown.clone(),
-    });
     let mut backoff = Backoff::new(
         Duration::from_secs_f64(config.reconnect_delay),
         Duration::from_secs_f64(config.max_reconnect_delay),

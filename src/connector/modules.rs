@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use super::deliver::{Attempt, Verdict};
+use crate::config::connector::InlineRoute;
 use crate::config::webhooks::Route;
-use crate::config::{ConfigError, ConfigErrors, ConnectionsConfig, WebhooksConfig};
+use crate::config::{ConfigError, ConfigErrors, ConnectionsConfig, WebhooksConfig, join_path};
 use crate::message::frame_body;
 use crate::modules::registry::BuildContext;
 use crate::modules::{Connections, Delivery, NetworkPolicy, payload_of};
@@ -31,31 +32,59 @@ pub struct ModuleRoutes {
 impl ModuleRoutes {
     /// Reads and builds `webhooks` (and `connections`, when given).
     pub fn load(webhooks: &Path, connections: Option<&Path>) -> Result<Self, ConfigErrors> {
-        let connections = match connections {
-            Some(path) if !path.exists() => {
-                return Err(ConfigError::new(
-                    path.display().to_string(),
-                    "",
-                    "the file does not exist",
-                )
-                .into());
-            }
-            Some(path) => ConnectionsConfig::load_optional(path)?,
-            None => ConnectionsConfig::default(),
-        };
-        let ctx = BuildContext {
-            connections: Arc::new(Connections::new(&connections)),
-            network: NetworkPolicy::Tunnel,
-        };
+        let connections = load_connections(connections)?;
         let file = webhooks.display().to_string();
-        let webhooks = WebhooksConfig::load(webhooks, &ctx)?;
+        let webhooks = WebhooksConfig::load(webhooks, &build_context(&connections))?;
+        Self::checked(&file, webhooks)
+    }
+
+    /// Builds the `module`/`chain` written in the `routes` entry of `channel` (every webhook
+    /// of the channel goes through it), with the file's `connections` or a `connections_config`.
+    pub fn inline(
+        channel: &str,
+        route: &InlineRoute,
+        connections: Option<&Path>,
+    ) -> Result<Self, ConfigErrors> {
+        let connections = match &route.connections {
+            Some(value) => {
+                ConnectionsConfig::from_json(&route.file, value.clone()).map_err(|e| {
+                    ConfigErrors(
+                        e.0.into_iter()
+                            .map(|mut e| {
+                                e.path = join_path("connections", &e.path);
+                                e
+                            })
+                            .collect(),
+                    )
+                })?
+            }
+            None => load_connections(connections)?,
+        };
+        let doc = serde_json::json!({ "default": route.entry });
+        let webhooks =
+            WebhooksConfig::from_json_with(&route.file, doc, &build_context(&connections))
+                .map_err(|e| {
+                    ConfigErrors(
+                        e.0.into_iter()
+                            .map(|mut e| {
+                                let rest = e.path.strip_prefix("default").unwrap_or(&e.path);
+                                e.path = format!("routes.{channel}{rest}");
+                                e
+                            })
+                            .collect(),
+                    )
+                })?;
+        Self::checked(&route.file, webhooks)
+    }
+
+    fn checked(file: &str, webhooks: WebhooksConfig) -> Result<Self, ConfigErrors> {
         let relays: Vec<ConfigError> = webhooks
             .webhooks
             .values()
             .filter(|w| matches!(w.route, Route::Relay(_)))
             .map(|w| {
                 ConfigError::new(
-                    &file,
+                    file,
                     w.id.as_str(),
                     "a tunnel in module mode delivers to output modules; a `webhook_connect` entry belongs in the receiver's webhooks.json",
                 )
@@ -112,6 +141,23 @@ impl ModuleRoutes {
                 reason: e.to_string(),
             },
         }
+    }
+}
+
+fn load_connections(path: Option<&Path>) -> Result<ConnectionsConfig, ConfigErrors> {
+    match path {
+        Some(path) if !path.exists() => {
+            Err(ConfigError::new(path.display().to_string(), "", "the file does not exist").into())
+        }
+        Some(path) => ConnectionsConfig::load_optional(path),
+        None => Ok(ConnectionsConfig::default()),
+    }
+}
+
+fn build_context(connections: &ConnectionsConfig) -> BuildContext {
+    BuildContext {
+        connections: Arc::new(Connections::new(connections)),
+        network: NetworkPolicy::Tunnel,
     }
 }
 

@@ -100,7 +100,7 @@ async fn stats_json(state: &AppState, channel: &Channel) -> Result<Value, ApiErr
 
 fn webhook_ids(state: &AppState, channel: &Channel) -> Vec<String> {
     state
-        .webhooks
+        .webhooks()
         .webhooks
         .values()
         .filter(|w| w.route.channel() == channel.name())
@@ -131,8 +131,8 @@ async fn list_channels(
         .map(|c| {
             json!({
                 "name": c.name(),
-                "webhook_id": webhook_ids(&state, c).first(),
-                "webhook_ids": webhook_ids(&state, c),
+                "webhook_id": webhook_ids(&state, &c).first(),
+                "webhook_ids": webhook_ids(&state, &c),
                 "created_at": rfc3339(c.created_at()),
                 "ttl_seconds": c.config.ttl_seconds,
                 "max_queue_size": c.config.max_queue_size,
@@ -553,7 +553,7 @@ async fn overview(
     let mut channels = serde_json::Map::new();
     for c in state.channels.iter() {
         let mut entry = json!({
-            "webhook_id": webhook_ids(&state, c).first(),
+            "webhook_id": webhook_ids(&state, &c).first(),
             "connected_clients": c.connection_count(),
             "max_connections": c.config.max_connections,
             "ttl_seconds": c.config.ttl_seconds,

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
@@ -28,8 +28,10 @@ use crate::protocol::{ChannelName, ConnectionId, ConnectorId};
 
 /// One relay channel as the receiver serves it.
 pub struct Channel {
-    /// Its settings from webhooks.json.
+    /// Its settings from webhooks.json (`channel_token` blanked: only digests are kept).
     pub config: RelayConfig,
+    /// Digest of the token written in webhooks.json.
+    config_token: [u8; 32],
     tokens: Mutex<Tokens>,
     /// Held while a rotation is written, so that two rotations do not interleave.
     pub rotating: tokio::sync::Mutex<()>,
@@ -214,10 +216,41 @@ pub enum AttachError {
     TooFast(Duration),
 }
 
-/// Every relay channel of the receiver.
+/// Every relay channel of the receiver; replaced as a whole by a reload of webhooks.json.
 #[derive(Debug, Default)]
 pub struct Channels {
-    channels: BTreeMap<ChannelName, Arc<Channel>>,
+    channels: RwLock<BTreeMap<ChannelName, Arc<Channel>>>,
+}
+
+/// What [`Channels::replace`] changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ChannelChanges {
+    /// New channels.
+    pub added: Vec<ChannelName>,
+    /// Channels gone (their connections were closed; their messages stay in the buffer).
+    pub removed: Vec<ChannelName>,
+    /// Channels with a new token or new limits (their connections were closed, so connectors
+    /// reconnect under the new settings; a connector with a revoked token is refused).
+    pub changed: Vec<ChannelName>,
+}
+
+/// A channel of `config`; only the digest of its token stays in memory.
+fn new_channel(mut config: RelayConfig) -> Arc<Channel> {
+    let config_token = token_digest(config.channel_token.expose());
+    config.channel_token = crate::secret::Secret::default();
+    let per_minute = NonZeroU32::new(config.max_connections_per_minute).unwrap_or(NonZeroU32::MIN);
+    Arc::new(Channel {
+        config_token,
+        tokens: Mutex::new(Tokens {
+            current: config_token,
+            previous: None,
+        }),
+        rotating: tokio::sync::Mutex::new(()),
+        connects: RateLimiter::keyed(Quota::per_minute(per_minute)),
+        config,
+        created_at: Utc::now(),
+        connections: Mutex::new(HashMap::new()),
+    })
 }
 
 /// The SHA-256 digest of a channel token, as channels compare and store them.
@@ -230,27 +263,49 @@ impl Channels {
     pub fn new(configs: BTreeMap<ChannelName, RelayConfig>) -> Self {
         let channels = configs
             .into_iter()
-            .map(|(name, mut config)| {
-                let config_token = token_digest(config.channel_token.expose());
-                // Only the digest stays in memory.
-                config.channel_token = crate::secret::Secret::default();
-                let per_minute =
-                    NonZeroU32::new(config.max_connections_per_minute).unwrap_or(NonZeroU32::MIN);
-                let channel = Channel {
-                    tokens: Mutex::new(Tokens {
-                        current: config_token,
-                        previous: None,
-                    }),
-                    rotating: tokio::sync::Mutex::new(()),
-                    connects: RateLimiter::keyed(Quota::per_minute(per_minute)),
-                    config,
-                    created_at: Utc::now(),
-                    connections: Mutex::new(HashMap::new()),
-                };
-                (name, Arc::new(channel))
-            })
+            .map(|(name, config)| (name, new_channel(config)))
             .collect();
-        Self { channels }
+        Self {
+            channels: RwLock::new(channels),
+        }
+    }
+
+    /// Switches to the channels of a reloaded webhooks.json. Unchanged channels keep their
+    /// connections; changed and removed ones close theirs (leases go back to the queue).
+    pub fn replace(&self, configs: BTreeMap<ChannelName, RelayConfig>) -> ChannelChanges {
+        let mut changes = ChannelChanges::default();
+        let mut channels = self.channels.write().expect("channels lock");
+        let mut next = BTreeMap::new();
+        for (name, config) in configs {
+            let fresh = new_channel(config);
+            match channels.remove(&name) {
+                Some(old)
+                    if old.config == fresh.config && old.config_token == fresh.config_token =>
+                {
+                    next.insert(name, old);
+                }
+                Some(old) => {
+                    old.close_all();
+                    // A token rotated through the admin API keeps overriding the file's.
+                    let tokens = old.tokens.lock().expect("tokens lock").clone();
+                    if tokens.current != old.config_token || tokens.previous.is_some() {
+                        *fresh.tokens.lock().expect("tokens lock") = tokens;
+                    }
+                    changes.changed.push(name.clone());
+                    next.insert(name, fresh);
+                }
+                None => {
+                    changes.added.push(name.clone());
+                    next.insert(name, fresh);
+                }
+            }
+        }
+        for (name, old) in std::mem::take(&mut *channels) {
+            old.close_all();
+            changes.removed.push(name);
+        }
+        *channels = next;
+        changes
     }
 
     /// The channel, if `token` is its token. An unknown channel and a wrong token are the same
@@ -258,8 +313,11 @@ impl Channels {
     pub fn authenticate(&self, name: &str, token: &str) -> Option<Arc<Channel>> {
         let presented = token_digest(token);
         // Compare against dummy digests for unknown channels so timing does not tell them apart.
-        let (channel, tokens) = match self.channels.get(&ChannelName::from(name)) {
-            Some(c) => (Some(c), c.tokens.lock().expect("tokens lock").clone()),
+        let (channel, tokens) = match self.get(name) {
+            Some(c) => (
+                Some(c.clone()),
+                c.tokens.lock().expect("tokens lock").clone(),
+            ),
             None => (
                 None,
                 Tokens {
@@ -269,27 +327,38 @@ impl Channels {
             ),
         };
         let accepted = tokens.accepts(&presented, Utc::now());
-        channel.filter(|_| accepted).cloned()
+        channel.filter(|_| accepted)
     }
 
     /// A channel by name, for the admin API.
     pub fn get(&self, name: &str) -> Option<Arc<Channel>> {
-        self.channels.get(&ChannelName::from(name)).cloned()
+        self.channels
+            .read()
+            .expect("channels lock")
+            .get(&ChannelName::from(name))
+            .cloned()
     }
 
-    /// All channels.
-    pub fn iter(&self) -> impl Iterator<Item = &Arc<Channel>> {
-        self.channels.values()
+    /// All channels (a snapshot).
+    pub fn iter(&self) -> impl Iterator<Item = Arc<Channel>> + use<> {
+        let all: Vec<Arc<Channel>> = self
+            .channels
+            .read()
+            .expect("channels lock")
+            .values()
+            .cloned()
+            .collect();
+        all.into_iter()
     }
 
     /// Number of channels.
     pub fn len(&self) -> usize {
-        self.channels.len()
+        self.channels.read().expect("channels lock").len()
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.channels.is_empty()
+        self.channels.read().expect("channels lock").is_empty()
     }
 }
 
@@ -416,6 +485,13 @@ impl Channel {
             .expect("connections lock")
             .get(id)
             .cloned()
+    }
+
+    /// Closes every live connection (the channel was changed or removed by a reload).
+    pub fn close_all(&self) {
+        for c in self.connections.lock().expect("connections lock").values() {
+            c.close.cancel();
+        }
     }
 
     /// How many connections are live.

@@ -44,7 +44,9 @@ pub async fn run(
 ) {
     let id = webhook.id.clone();
     let webhook = Arc::new(webhook);
-    let lease_holder = ConnectionId(format!("dispatch-{id}"));
+    // One holder per run: after a reload, the old dispatcher releasing its leases must not
+    // release the new one's.
+    let lease_holder = ConnectionId(format!("dispatch-{id}-{:08x}", rand::random::<u32>()));
     let deliveries = TaskTracker::new();
     loop {
         let next = tokio::select! {

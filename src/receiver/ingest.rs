@@ -66,8 +66,8 @@ async fn accept(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let webhook = state
-        .webhooks
+    let webhooks = state.webhooks();
+    let webhook = webhooks
         .resolve(id)
         .ok_or_else(|| ApiError::not_found(format!("unknown webhook `{}`", printable(id))))?;
     check_header_limits(&headers)?;

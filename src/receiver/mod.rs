@@ -20,7 +20,7 @@ pub mod tls;
 pub mod tokens;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
@@ -28,6 +28,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -52,6 +53,17 @@ pub struct ReceiverConfig {
     pub tls: Option<Arc<tls::ServerTls>>,
     /// Serve the admin API here (plain HTTP) and not on the public listener.
     pub admin_listener: Option<TcpListener>,
+    /// New webhooks.json contents to switch to while running (live reload).
+    pub reloads: Option<mpsc::Receiver<Reload>>,
+}
+
+/// A request to switch to a reloaded webhooks.json; `done` gets a summary or why it was refused.
+#[derive(Debug)]
+pub struct Reload {
+    /// The new, validated webhooks.json.
+    pub webhooks: WebhooksConfig,
+    /// Answered once the switch is done (or refused, the old config still running).
+    pub done: oneshot::Sender<Result<channels::ChannelChanges, ReceiverError>>,
 }
 
 impl ReceiverConfig {
@@ -64,6 +76,7 @@ impl ReceiverConfig {
             cors_origins: Vec::new(),
             tls: None,
             admin_listener: None,
+            reloads: None,
         }
     }
 }
@@ -84,8 +97,8 @@ const HSTS: &str = "max-age=31536000; includeSubDomains";
 
 /// Shared state of every handler.
 pub struct AppState {
-    /// Webhooks by id.
-    pub webhooks: WebhooksConfig,
+    /// Webhooks by id (swapped whole by a reload; see [`AppState::webhooks`]).
+    live_webhooks: RwLock<Arc<WebhooksConfig>>,
     /// Relay channels and their connections.
     pub channels: Channels,
     /// Where messages wait.
@@ -98,6 +111,13 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Streaming connections, awaited on shutdown so their leases are released.
     pub streams: TaskTracker,
+}
+
+impl AppState {
+    /// The webhooks.json in force now; a request keeps the one it started with.
+    pub fn webhooks(&self) -> Arc<WebhooksConfig> {
+        self.live_webhooks.read().expect("webhooks lock").clone()
+    }
 }
 
 /// Errors that stop the receiver.
@@ -167,29 +187,15 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), ReceiverError> {
     let channels = config.webhooks.channels();
-    let mut settings: Vec<ChannelSettings> =
-        channels.values().map(ChannelSettings::from_relay).collect();
-    settings.extend(
-        config
-            .webhooks
-            .webhooks
-            .values()
-            .filter_map(|w| match &w.route {
-                crate::config::webhooks::Route::Modules(route) => {
-                    Some(dispatch::channel_settings(route))
-                }
-                crate::config::webhooks::Route::Relay(_) => None,
-            }),
-    );
     buffer
-        .configure(&settings)
+        .configure(&buffer_settings(&config.webhooks))
         .await
         .map_err(ReceiverError::Buffer)?;
     let channels = Channels::new(channels);
     let mut webhooks = config.webhooks;
     webhooks.forget_channel_tokens();
     let state = Arc::new(AppState {
-        webhooks,
+        live_webhooks: RwLock::new(Arc::new(webhooks)),
         channels,
         buffer: buffer.clone(),
         admin_token: config.admin_token,
@@ -200,7 +206,17 @@ pub async fn run(
     tokens::load(&state).await.map_err(ReceiverError::Buffer)?;
     let dispatchers = TaskTracker::new();
     dispatchers.spawn(tokens::watch(state.clone(), shutdown.clone()));
-    dispatch::spawn_all(&state.webhooks, &buffer, &shutdown, &dispatchers);
+    let mut generation = shutdown.child_token();
+    dispatch::spawn_all(&state.webhooks(), &buffer, &generation, &dispatchers);
+    if let Some(mut reloads) = config.reloads {
+        let (state, dispatchers) = (state.clone(), dispatchers.clone());
+        tokio::spawn(async move {
+            while let Some(Reload { webhooks, done }) = reloads.recv().await {
+                let result = apply_reload(&state, webhooks, &dispatchers, &mut generation).await;
+                let _ = done.send(result);
+            }
+        });
+    }
     let options = RouterOptions {
         cors_origins: config.cors_origins,
         hsts: config.tls.is_some(),
@@ -257,6 +273,46 @@ pub async fn run(
     dispatchers.wait().await;
     buffer.close().await;
     served.map_err(ReceiverError::Serve)
+}
+
+/// What the buffer must know of every channel (relay channels and module webhooks' queues).
+fn buffer_settings(webhooks: &WebhooksConfig) -> Vec<ChannelSettings> {
+    let mut settings: Vec<ChannelSettings> = webhooks
+        .channels()
+        .values()
+        .map(ChannelSettings::from_relay)
+        .collect();
+    settings.extend(webhooks.webhooks.values().filter_map(|w| match &w.route {
+        crate::config::webhooks::Route::Modules(route) => Some(dispatch::channel_settings(route)),
+        crate::config::webhooks::Route::Relay(_) => None,
+    }));
+    settings
+}
+
+/// Switches a running receiver to a new webhooks.json: the buffer learns the new channel
+/// settings first (a failure refuses the reload and keeps the old config), then new requests see
+/// the new webhooks, channels are updated, and module dispatchers restart (the old ones settle
+/// their deliveries and release their leases). Messages already stored are untouched.
+async fn apply_reload(
+    state: &AppState,
+    webhooks: WebhooksConfig,
+    dispatchers: &TaskTracker,
+    generation: &mut CancellationToken,
+) -> Result<channels::ChannelChanges, ReceiverError> {
+    state
+        .buffer
+        .configure(&buffer_settings(&webhooks))
+        .await
+        .map_err(ReceiverError::Buffer)?;
+    let mut webhooks = webhooks;
+    let changes = state.channels.replace(webhooks.channels());
+    webhooks.forget_channel_tokens();
+    let webhooks = Arc::new(webhooks);
+    *state.live_webhooks.write().expect("webhooks lock") = webhooks.clone();
+    generation.cancel();
+    *generation = state.shutdown.child_token();
+    dispatch::spawn_all(&webhooks, &state.buffer, generation, dispatchers);
+    Ok(changes)
 }
 
 async fn root() -> impl IntoResponse {

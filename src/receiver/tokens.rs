@@ -108,7 +108,7 @@ pub async fn watch(state: Arc<AppState>, stop: CancellationToken) {
                 }
             }
             drop(guard);
-            close_expired(channel, Utc::now());
+            close_expired(&channel, Utc::now());
         }
     }
 }

@@ -5,6 +5,7 @@ mod auth;
 mod auth_methods;
 mod cli;
 mod completions;
+mod connector_live;
 mod dash;
 mod errors;
 mod faults;

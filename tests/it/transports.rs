@@ -1,5 +1,5 @@
 //! SSE and long-poll end to end, acks over HTTP, and `auto` falling back behind a proxy that
-//! refuses WebSocket upgrades.
+//! refuses WebSocket upgrades (to SSE) and one that breaks SSE too (to long-poll).
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -335,8 +335,9 @@ async fn long_poll_leases_outlive_the_response_and_http_acks_and_nacks_work() {
     assert_eq!(r.status(), 401);
 }
 
-/// A TCP proxy to `upstream` that answers every WebSocket upgrade with 400.
-async fn proxy_refusing_websockets(upstream: SocketAddr) -> SocketAddr {
+/// A TCP proxy to `upstream` that answers every WebSocket upgrade with 400, and with
+/// `refuse_sse` every SSE request with 502 too (as a buffering proxy that breaks streams would).
+async fn proxy_refusing_websockets(upstream: SocketAddr, refuse_sse: bool) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -360,6 +361,12 @@ async fn proxy_refusing_websockets(upstream: SocketAddr) -> SocketAddr {
                         .await;
                     return;
                 }
+                if refuse_sse && lower.contains("accept: text/event-stream") {
+                    let _ = client
+                        .write_all(b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                        .await;
+                    return;
+                }
                 let Ok(mut server) = TcpStream::connect(upstream).await else {
                     return;
                 };
@@ -373,33 +380,68 @@ async fn proxy_refusing_websockets(upstream: SocketAddr) -> SocketAddr {
     addr
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn auto_falls_back_to_sse_behind_a_proxy_that_refuses_websockets() {
+async fn auto_behind(refuse_sse: bool, lands_on: &str) {
     let dir = temp_dir();
     let serve = Wcon::serve(
         &relay("stripe", "payments", serde_json::json!({})),
         dir.path(),
         &[],
     );
-    let proxy = proxy_refusing_websockets(serve.addr.unwrap()).await;
+    let proxy = proxy_refusing_websockets(serve.addr.unwrap(), refuse_sse).await;
     let sink = Sink::start().await;
     let mut tunnel = Wcon::tunnel("payments", proxy, &sink.target(), &["--protocol", "auto"]);
     let ready = tunnel.wait_for("connected to", Duration::from_secs(5));
-    assert!(ready.contains("(sse)"), "{ready}: {:?}", tunnel.output());
+    assert!(
+        ready.contains(&format!("({lands_on})")),
+        "{ready}: {:?}",
+        tunnel.output()
+    );
     assert!(
         tunnel.output().iter().any(|l| l.contains("400")),
         "the refused upgrade is reported: {:?}",
         tunnel.output()
     );
+    if refuse_sse {
+        assert!(
+            tunnel.output().iter().any(|l| l.contains("502")),
+            "the broken SSE is reported: {:?}",
+            tunnel.output()
+        );
+    }
     let sent = send_signed(&serve.url("/webhook/stripe"), 50).await;
     sink.wait_until(Duration::from_secs(30), "50 deliveries", |s| {
         s.count() >= 50
     })
     .await;
     assert_delivered(&sink, &sent);
-    let clients = admin_get(&serve, "/channels/payments").await;
-    assert_eq!(
-        clients["connected_clients"][0]["protocol"], "sse",
-        "{clients}"
-    );
+    if !refuse_sse {
+        let clients = admin_get(&serve, "/channels/payments").await;
+        assert_eq!(
+            clients["connected_clients"][0]["protocol"], "sse",
+            "{clients}"
+        );
+    }
+    // Every ack got through the proxy too.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let stats = admin_get(&serve, "/channels/payments/stats").await;
+        if stats["messages_delivered"] == 50 && stats["messages_in_flight"] == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not all acked: {stats}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn auto_falls_back_to_sse_behind_a_proxy_that_refuses_websockets() {
+    auto_behind(false, "sse").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn auto_falls_back_to_long_poll_behind_a_proxy_that_also_breaks_sse() {
+    auto_behind(true, "long_poll").await;
 }

@@ -64,8 +64,6 @@ pub async fn session(
     let deliveries = TaskTracker::new();
     let session_over = CancellationToken::new();
     let concurrency = config.max_concurrent_requests.max(1) as usize;
-    // A poll held longer than its timeout plus the heartbeat timeout means a dead server.
-    let request_timeout = Duration::from_secs(POLL_TIMEOUT) + config.heartbeat_timeout();
     let mut connected = false;
 
     let upgrade = async {
@@ -87,13 +85,13 @@ pub async fn session(
                 _ = tokio::time::sleep(Duration::from_millis(20)) => continue,
             }
         }
+        // The first poll is short, so the session is known to work at once.
+        let poll_timeout = if connected { POLL_TIMEOUT } else { 1 };
+        // A poll held longer than its timeout plus the heartbeat timeout means a dead server.
+        let request_timeout = Duration::from_secs(poll_timeout) + config.heartbeat_timeout();
         let request = http_ack::authorized(config, client.get(url.clone()))
             .query(&[
-                // The first poll is short, so the session is known to work at once.
-                (
-                    "timeout",
-                    if connected { POLL_TIMEOUT } else { 1 }.to_string(),
-                ),
+                ("timeout", poll_timeout.to_string()),
                 ("max_messages", room.to_string()),
             ])
             .timeout(request_timeout);

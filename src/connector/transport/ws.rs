@@ -240,6 +240,10 @@ pub(super) fn spawn_delivery<T: Send + 'static>(
     let ctx = ctx.clone();
     let out = out.clone();
     let session_over = session_over.clone();
+    let arrived = std::time::Instant::now();
+    ctx.emit(Event::Received {
+        message_id: frame.message_id.clone(),
+    });
     deliveries.spawn(async move {
         let permit = tokio::select! {
             biased;
@@ -254,7 +258,8 @@ pub(super) fn spawn_delivery<T: Send + 'static>(
                 attempt: attempt.clone(),
             });
         };
-        let verdict = ctx.delivery.deliver(&ctx.config, &frame, &report).await;
+        let route = ctx.route();
+        let verdict = route.delivery.deliver(&route.config, &frame, &report).await;
         drop(permit);
         let reply = match &verdict {
             Verdict::Ack => ConnectorFrame::Ack {
@@ -270,6 +275,7 @@ pub(super) fn spawn_delivery<T: Send + 'static>(
         ctx.emit(Event::Settled {
             message_id,
             verdict,
+            latency: arrived.elapsed(),
         });
     });
 }
