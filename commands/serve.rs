@@ -21,8 +21,9 @@ use crate::Failure;
 ///
 /// Reads webhooks.json and connections.json from the working directory (or --config-dir). With no
 /// webhooks.json it starts a quickstart: one relay webhook `default` on channel `default`.
-/// Environment: WEBHOOK_CONNECT_ADMIN_TOKEN enables the admin API; WEBHOOK_CONNECT_BUFFER selects
-/// the buffer.
+/// Environment: WEBHOOK_CONNECT_ADMIN_TOKEN enables the admin API (and `GET /stats`, which also
+/// takes STATS_AUTH_TOKEN when set); WEBHOOK_CONNECT_BUFFER selects the buffer. `GET /health`,
+/// `/ready` and `/metrics` need no token.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Address to listen on.
@@ -106,6 +107,10 @@ pub async fn run(args: Args) -> Result<ExitCode, Failure> {
         .ok()
         .filter(|t| !t.is_empty())
         .map(Secret::new);
+    let stats_token = std::env::var("STATS_AUTH_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+        .map(Secret::new);
 
     let buffer: Arc<dyn Buffer> =
         Arc::new(Embedded::open(&data_dir.join("buffer")).with_context(|| {
@@ -134,6 +139,7 @@ pub async fn run(args: Args) -> Result<ExitCode, Failure> {
             admin_token,
             max_body_bytes: args.max_body_bytes,
             cors_origins,
+            stats_token,
             ..ReceiverConfig::new(loaded.webhooks)
         },
         listener,

@@ -1,7 +1,7 @@
 //! `wcon serve`: the public receiver, an axum app.
 //!
 //! Owns the HTTP surface: ingest (`/webhook/{id}`), the streaming API (`/connect/…`), the admin
-//! API and health. It takes a bound listener, a buffer and a shutdown token; it never binds or
+//! API and monitoring (health, readiness, metrics, stats). It takes a bound listener, a buffer and a shutdown token; it never binds or
 //! prints by itself.
 
 pub mod admin;
@@ -11,16 +11,19 @@ pub mod dispatch;
 pub mod forms;
 pub mod ingest;
 pub mod json_limits;
+pub mod metrics;
+pub mod monitoring;
 pub mod rate_limit;
 pub mod schema;
 pub mod security;
 pub mod stream;
+pub mod usage;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::DefaultBodyLimit;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::serve::ListenerExt as _;
@@ -30,8 +33,11 @@ use tokio_util::task::TaskTracker;
 
 use crate::buffer::{Buffer, BufferError, ChannelSettings};
 use crate::config::WebhooksConfig;
+use crate::protocol::ChannelName;
 use crate::secret::Secret;
 use channels::Channels;
+use metrics::Metrics;
+use usage::Usage;
 
 /// What the receiver needs besides its listener and buffer.
 #[derive(Debug)]
@@ -44,6 +50,8 @@ pub struct ReceiverConfig {
     pub max_body_bytes: u64,
     /// Origins browsers may call the API from (CORS); empty: CORS off.
     pub cors_origins: Vec<http::HeaderValue>,
+    /// Bearer token of `GET /stats` (`STATS_AUTH_TOKEN`); `None`: the admin token.
+    pub stats_token: Option<Secret<String>>,
 }
 
 impl ReceiverConfig {
@@ -54,6 +62,7 @@ impl ReceiverConfig {
             admin_token: None,
             max_body_bytes: crate::config::webhooks::DEFAULT_MAX_BODY_BYTES,
             cors_origins: Vec::new(),
+            stats_token: None,
         }
     }
 }
@@ -74,6 +83,14 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Streaming connections, awaited on shutdown so their leases are released.
     pub streams: TaskTracker,
+    /// Every channel the buffer holds for this receiver (relay and module channels).
+    pub buffer_channels: Vec<ChannelName>,
+    /// Prometheus series.
+    pub metrics: Arc<Metrics>,
+    /// Requests per webhook, for `/stats`.
+    pub usage: Usage,
+    /// Token of `/stats` besides the admin token.
+    pub stats_token: Option<Secret<String>>,
 }
 
 /// Errors that stop the receiver.
@@ -92,7 +109,10 @@ pub enum ReceiverError {
 pub fn router(state: Arc<AppState>, cors_origins: Vec<http::HeaderValue>) -> Router {
     let routes = Router::new()
         .route("/", get(root))
-        .route("/health", get(health))
+        .route("/health", get(monitoring::health))
+        .route("/ready", get(monitoring::ready))
+        .route("/metrics", get(monitoring::metrics))
+        .route("/stats", get(monitoring::stats))
         .route("/webhook/{id}", post(ingest::ingest))
         .route("/webhook/{namespace}/{id}", post(ingest::ingest_namespaced))
         .route("/connect/stream/{channel}", get(stream::ws::connect))
@@ -135,6 +155,9 @@ pub async fn run(
         .configure(&settings)
         .await
         .map_err(ReceiverError::Buffer)?;
+    let buffer_channels: Vec<ChannelName> = settings.iter().map(|s| s.name.clone()).collect();
+    let metrics = Arc::new(Metrics::new(&buffer_channels));
+    let usage = Usage::new(config.webhooks.webhooks.keys().map(|id| id.as_str()));
     let state = Arc::new(AppState {
         webhooks: config.webhooks,
         channels: Channels::new(channels),
@@ -143,9 +166,13 @@ pub async fn run(
         max_body_bytes: config.max_body_bytes,
         shutdown: shutdown.clone(),
         streams: TaskTracker::new(),
+        buffer_channels,
+        metrics: metrics.clone(),
+        usage,
+        stats_token: config.stats_token,
     });
     let dispatchers = TaskTracker::new();
-    dispatch::spawn_all(&state.webhooks, &buffer, &shutdown, &dispatchers);
+    dispatch::spawn_all(&state.webhooks, &buffer, &metrics, &shutdown, &dispatchers);
     let app = router(state.clone(), config.cors_origins)
         .into_make_service_with_connect_info::<SocketAddr>();
     // Frames and answers are small writes: without TCP_NODELAY, Nagle's algorithm and delayed
@@ -168,19 +195,4 @@ pub async fn run(
 
 async fn root() -> impl IntoResponse {
     axum::Json(serde_json::json!({"message": "200 OK"}))
-}
-
-async fn health(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    let buffer_ok = state.buffer.healthy().await;
-    let status = if buffer_ok {
-        http::StatusCode::OK
-    } else {
-        http::StatusCode::SERVICE_UNAVAILABLE
-    };
-    let body = serde_json::json!({
-        "status": if buffer_ok { "healthy" } else { "unhealthy" },
-        "buffer": if buffer_ok { "connected" } else { "unavailable" },
-        "channels": state.channels.len(),
-    });
-    (status, axum::Json(body))
 }

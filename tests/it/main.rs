@@ -12,6 +12,7 @@ mod hardening;
 #[cfg(all(feature = "postgres", feature = "kafka"))]
 mod module_e2e;
 mod modules;
+mod monitoring;
 mod relay;
 mod support;
 mod transports;
