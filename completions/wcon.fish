@@ -25,7 +25,7 @@ function __fish_wcon_using_subcommand
 end
 
 complete -c wcon -n "__fish_wcon_needs_command" -l log-level -d 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set' -r
-complete -c wcon -n "__fish_wcon_needs_command" -l log-format -d 'Log format' -r -f -a "text\t'For people'
+complete -c wcon -n "__fish_wcon_needs_command" -l log-format -d 'Log format: `text` for people, `json` for one JSON object per line (log shippers)' -r -f -a "text\t'For people'
 json\t'One JSON object per line'"
 complete -c wcon -n "__fish_wcon_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c wcon -n "__fish_wcon_needs_command" -s V -l version -d 'Print version'
@@ -46,7 +46,7 @@ complete -c wcon -n "__fish_wcon_using_subcommand serve" -l buffer -d 'Buffer ba
 redis\t'Redis Streams (several instances)'
 rabbitmq\t'RabbitMQ queues'"
 complete -c wcon -n "__fish_wcon_using_subcommand serve" -l log-level -d 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set' -r
-complete -c wcon -n "__fish_wcon_using_subcommand serve" -l log-format -d 'Log format' -r -f -a "text\t'For people'
+complete -c wcon -n "__fish_wcon_using_subcommand serve" -l log-format -d 'Log format: `text` for people, `json` for one JSON object per line (log shippers)' -r -f -a "text\t'For people'
 json\t'One JSON object per line'"
 complete -c wcon -n "__fish_wcon_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c wcon -n "__fish_wcon_using_subcommand serve" -s V -l version -d 'Print version'
@@ -63,14 +63,14 @@ sse\t''
 long_poll\t''
 auto\t''"
 complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -l log-level -d 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set' -r
-complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -l log-format -d 'Log format' -r -f -a "text\t'For people'
+complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -l log-format -d 'Log format: `text` for people, `json` for one JSON object per line (log shippers)' -r -f -a "text\t'For people'
 json\t'One JSON object per line'"
 complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -s V -l version -d 'Print version'
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and not __fish_seen_subcommand_from list show stats disconnect help" -l server -d 'URL of `wcon serve`, e.g. https://hooks.example.com' -r
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and not __fish_seen_subcommand_from list show stats disconnect help" -l admin-token -d 'The server\'s WEBHOOK_CONNECT_ADMIN_TOKEN' -r
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and not __fish_seen_subcommand_from list show stats disconnect help" -l log-level -d 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set' -r
-complete -c wcon -n "__fish_wcon_using_subcommand channels; and not __fish_seen_subcommand_from list show stats disconnect help" -l log-format -d 'Log format' -r -f -a "text\t'For people'
+complete -c wcon -n "__fish_wcon_using_subcommand channels; and not __fish_seen_subcommand_from list show stats disconnect help" -l log-format -d 'Log format: `text` for people, `json` for one JSON object per line (log shippers)' -r -f -a "text\t'For people'
 json\t'One JSON object per line'"
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and not __fish_seen_subcommand_from list show stats disconnect help" -l json -d 'Print the server\'s JSON instead of a table'
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and not __fish_seen_subcommand_from list show stats disconnect help" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -83,7 +83,7 @@ complete -c wcon -n "__fish_wcon_using_subcommand channels; and not __fish_seen_
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from list" -l server -d 'URL of `wcon serve`, e.g. https://hooks.example.com' -r
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from list" -l admin-token -d 'The server\'s WEBHOOK_CONNECT_ADMIN_TOKEN' -r
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from list" -l log-level -d 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set' -r
-complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from list" -l log-format -d 'Log format' -r -f -a "text\t'For people'
+complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from list" -l log-format -d 'Log format: `text` for people, `json` for one JSON object per line (log shippers)' -r -f -a "text\t'For people'
 json\t'One JSON object per line'"
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from list" -l json -d 'Print the server\'s JSON instead of a table'
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -91,7 +91,7 @@ complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subc
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from show" -l server -d 'URL of `wcon serve`, e.g. https://hooks.example.com' -r
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from show" -l admin-token -d 'The server\'s WEBHOOK_CONNECT_ADMIN_TOKEN' -r
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from show" -l log-level -d 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set' -r
-complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from show" -l log-format -d 'Log format' -r -f -a "text\t'For people'
+complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from show" -l log-format -d 'Log format: `text` for people, `json` for one JSON object per line (log shippers)' -r -f -a "text\t'For people'
 json\t'One JSON object per line'"
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from show" -l json -d 'Print the server\'s JSON instead of a table'
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -99,7 +99,7 @@ complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subc
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from stats" -l server -d 'URL of `wcon serve`, e.g. https://hooks.example.com' -r
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from stats" -l admin-token -d 'The server\'s WEBHOOK_CONNECT_ADMIN_TOKEN' -r
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from stats" -l log-level -d 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set' -r
-complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from stats" -l log-format -d 'Log format' -r -f -a "text\t'For people'
+complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from stats" -l log-format -d 'Log format: `text` for people, `json` for one JSON object per line (log shippers)' -r -f -a "text\t'For people'
 json\t'One JSON object per line'"
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from stats" -l json -d 'Print the server\'s JSON instead of a table'
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from stats" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -107,7 +107,7 @@ complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subc
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from disconnect" -l server -d 'URL of `wcon serve`, e.g. https://hooks.example.com' -r
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from disconnect" -l admin-token -d 'The server\'s WEBHOOK_CONNECT_ADMIN_TOKEN' -r
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from disconnect" -l log-level -d 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set' -r
-complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from disconnect" -l log-format -d 'Log format' -r -f -a "text\t'For people'
+complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from disconnect" -l log-format -d 'Log format: `text` for people, `json` for one JSON object per line (log shippers)' -r -f -a "text\t'For people'
 json\t'One JSON object per line'"
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from disconnect" -l json -d 'Print the server\'s JSON instead of a table'
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from disconnect" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -120,7 +120,7 @@ complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subc
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and not __fish_seen_subcommand_from list show replay purge help" -l server -d 'URL of `wcon serve`, e.g. https://hooks.example.com' -r
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and not __fish_seen_subcommand_from list show replay purge help" -l admin-token -d 'The server\'s WEBHOOK_CONNECT_ADMIN_TOKEN' -r
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and not __fish_seen_subcommand_from list show replay purge help" -l log-level -d 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set' -r
-complete -c wcon -n "__fish_wcon_using_subcommand dlq; and not __fish_seen_subcommand_from list show replay purge help" -l log-format -d 'Log format' -r -f -a "text\t'For people'
+complete -c wcon -n "__fish_wcon_using_subcommand dlq; and not __fish_seen_subcommand_from list show replay purge help" -l log-format -d 'Log format: `text` for people, `json` for one JSON object per line (log shippers)' -r -f -a "text\t'For people'
 json\t'One JSON object per line'"
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and not __fish_seen_subcommand_from list show replay purge help" -l json -d 'Print the server\'s JSON instead of a table'
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and not __fish_seen_subcommand_from list show replay purge help" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -135,7 +135,7 @@ complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcomman
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from list" -l server -d 'URL of `wcon serve`, e.g. https://hooks.example.com' -r
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from list" -l admin-token -d 'The server\'s WEBHOOK_CONNECT_ADMIN_TOKEN' -r
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from list" -l log-level -d 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set' -r
-complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from list" -l log-format -d 'Log format' -r -f -a "text\t'For people'
+complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from list" -l log-format -d 'Log format: `text` for people, `json` for one JSON object per line (log shippers)' -r -f -a "text\t'For people'
 json\t'One JSON object per line'"
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from list" -l json -d 'Print the server\'s JSON instead of a table'
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -143,7 +143,7 @@ complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcomman
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from show" -l server -d 'URL of `wcon serve`, e.g. https://hooks.example.com' -r
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from show" -l admin-token -d 'The server\'s WEBHOOK_CONNECT_ADMIN_TOKEN' -r
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from show" -l log-level -d 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set' -r
-complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from show" -l log-format -d 'Log format' -r -f -a "text\t'For people'
+complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from show" -l log-format -d 'Log format: `text` for people, `json` for one JSON object per line (log shippers)' -r -f -a "text\t'For people'
 json\t'One JSON object per line'"
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from show" -l json -d 'Print the server\'s JSON instead of a table'
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -153,7 +153,7 @@ complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcomman
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from replay" -l server -d 'URL of `wcon serve`, e.g. https://hooks.example.com' -r
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from replay" -l admin-token -d 'The server\'s WEBHOOK_CONNECT_ADMIN_TOKEN' -r
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from replay" -l log-level -d 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set' -r
-complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from replay" -l log-format -d 'Log format' -r -f -a "text\t'For people'
+complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from replay" -l log-format -d 'Log format: `text` for people, `json` for one JSON object per line (log shippers)' -r -f -a "text\t'For people'
 json\t'One JSON object per line'"
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from replay" -l all -d 'Every dead letter of the channel (asks first unless --yes)'
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from replay" -s y -l yes -d 'Do not ask for confirmation'
@@ -163,7 +163,7 @@ complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcomman
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from purge" -l server -d 'URL of `wcon serve`, e.g. https://hooks.example.com' -r
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from purge" -l admin-token -d 'The server\'s WEBHOOK_CONNECT_ADMIN_TOKEN' -r
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from purge" -l log-level -d 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set' -r
-complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from purge" -l log-format -d 'Log format' -r -f -a "text\t'For people'
+complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from purge" -l log-format -d 'Log format: `text` for people, `json` for one JSON object per line (log shippers)' -r -f -a "text\t'For people'
 json\t'One JSON object per line'"
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from purge" -l all -d 'Every dead letter of the channel'
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from purge" -s y -l yes -d 'Do not ask for confirmation'
@@ -176,7 +176,7 @@ complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcomman
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from help" -f -a "purge" -d 'Delete dead letters for good (asks first unless --yes)'
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c wcon -n "__fish_wcon_using_subcommand completions" -l log-level -d 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set' -r
-complete -c wcon -n "__fish_wcon_using_subcommand completions" -l log-format -d 'Log format' -r -f -a "text\t'For people'
+complete -c wcon -n "__fish_wcon_using_subcommand completions" -l log-format -d 'Log format: `text` for people, `json` for one JSON object per line (log shippers)' -r -f -a "text\t'For people'
 json\t'One JSON object per line'"
 complete -c wcon -n "__fish_wcon_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c wcon -n "__fish_wcon_using_subcommand completions" -s V -l version -d 'Print version'
