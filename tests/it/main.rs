@@ -6,7 +6,6 @@ mod auth_methods;
 mod cli;
 mod completions;
 mod errors;
-mod faults;
 mod frames;
 mod hardening;
 #[cfg(all(feature = "postgres", feature = "kafka"))]
