@@ -1284,6 +1284,8 @@ mod tests {
             (stats.messages_dead_lettered, stats.messages_queued),
             (0, 0)
         );
+        // The total counts every dead-lettering, across purges and a reopen.
+        assert_eq!(stats.messages_dead_lettered_total, 3);
     }
 
     #[tokio::test]

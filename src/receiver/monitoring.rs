@@ -108,3 +108,75 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
         Err(ApiError::unauthorized("invalid stats token"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::buffer::{Buffer, ChannelSettings, Embedded};
+    use crate::config::WebhooksConfig;
+    use crate::receiver::channels::Channels;
+    use crate::receiver::metrics::Metrics;
+    use crate::receiver::usage::Usage;
+    use tokio_util::sync::CancellationToken;
+    use tokio_util::task::TaskTracker;
+
+    async fn state(dir: &std::path::Path) -> Arc<AppState> {
+        let webhooks = WebhooksConfig::from_json(
+            "t.json",
+            json!({"w": {"module": "webhook_connect",
+                "module-config": {"channel": "c", "channel_token": "ch_tok_0123456789abcdef"}}}),
+        )
+        .unwrap();
+        let buffer: Arc<dyn Buffer> = Arc::new(Embedded::open(dir).unwrap());
+        let channels = webhooks.channels();
+        let settings: Vec<ChannelSettings> =
+            channels.values().map(ChannelSettings::from_relay).collect();
+        buffer.configure(&settings).await.unwrap();
+        let names: Vec<_> = settings.iter().map(|s| s.name.clone()).collect();
+        Arc::new(AppState {
+            usage: Usage::new(webhooks.webhooks.keys().map(|k| k.as_str())),
+            webhooks,
+            channels: Channels::new(channels),
+            buffer,
+            admin_token: None,
+            max_body_bytes: 1024,
+            shutdown: CancellationToken::new(),
+            streams: TaskTracker::new(),
+            metrics: Arc::new(Metrics::new(&names)),
+            buffer_channels: names,
+            stats_token: None,
+        })
+    }
+
+    async fn status_and_body(r: impl IntoResponse) -> (StatusCode, serde_json::Value) {
+        let r = r.into_response();
+        let status = r.status();
+        let bytes = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn ready_is_503_while_stopping_or_without_a_buffer_and_health_stays_200() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = state(dir.path()).await;
+        let (code, body) = status_and_body(ready(State(s.clone())).await).await;
+        assert_eq!((code, &body["status"]), (StatusCode::OK, &json!("ready")));
+        s.shutdown.cancel();
+        let (code, body) = status_and_body(ready(State(s.clone())).await).await;
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["shutting_down"], true);
+
+        let dir = tempfile::tempdir().unwrap();
+        let s = state(dir.path()).await;
+        s.buffer.close().await;
+        let (code, body) = status_and_body(ready(State(s.clone())).await).await;
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["buffer"], "unavailable");
+        let (code, body) = status_and_body(health(State(s.clone())).await).await;
+        assert_eq!(code, StatusCode::OK, "liveness: the process answers");
+        assert_eq!(
+            body,
+            json!({"status": "unhealthy", "buffer": "unavailable", "channels": 1})
+        );
+    }
+}
