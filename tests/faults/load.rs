@@ -40,15 +40,30 @@ pub struct Sent {
     pub requests: AtomicU64,
     /// Requests answered with something else than 200, or not at all.
     pub failed: AtomicU64,
+    /// How many bodies got a 200 so far.
+    pub accepted_so_far: AtomicUsize,
 }
 
-/// Posts bodies `0..n` to `url` from `concurrency` senders; a failed post is tried again after a
-/// short pause, for up to `give_up` per body. Returns when every body got a 200 or was given up.
-pub async fn send(url: String, n: usize, concurrency: usize, give_up: Duration) -> Arc<Sent> {
-    let sent = Arc::new(Sent {
-        accepted: Mutex::new(vec![false; n]),
-        ..Sent::default()
-    });
+impl Sent {
+    /// Nothing sent yet, for a run of `n` bodies.
+    pub fn new(n: usize) -> Arc<Self> {
+        Arc::new(Self {
+            accepted: Mutex::new(vec![false; n]),
+            ..Self::default()
+        })
+    }
+}
+
+/// Posts the bodies of `sent` to `url` from `concurrency` senders; a failed post is tried again
+/// after a short pause, for up to `give_up` per body. Returns when every body got a 200 or was
+/// given up.
+pub async fn send(
+    sent: Arc<Sent>,
+    url: String,
+    concurrency: usize,
+    give_up: Duration,
+) -> Arc<Sent> {
+    let n = sent.accepted.lock().unwrap().len();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .pool_max_idle_per_host(concurrency)
@@ -76,6 +91,7 @@ pub async fn send(url: String, n: usize, concurrency: usize, give_up: Duration) 
                         .await;
                     if answer.is_ok_and(|r| r.status() == 200) {
                         sent.accepted.lock().unwrap()[i] = true;
+                        sent.accepted_so_far.fetch_add(1, Ordering::Relaxed);
                         break;
                     }
                     sent.failed.fetch_add(1, Ordering::Relaxed);

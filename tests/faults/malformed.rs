@@ -233,6 +233,7 @@ async fn connect(addr: SocketAddr) -> Ws {
 }
 
 pub async fn flood(backend: Backend) {
+    let _alone = crate::rig::ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("webhooks.json"),

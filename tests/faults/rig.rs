@@ -7,6 +7,10 @@ use std::time::{Duration, Instant};
 
 use crate::support::{Sink, TOKEN, Wcon};
 
+/// Held by each heavy scenario: they run one at a time, so that one's load does not slow
+/// another's (the machine has two cores) and each measures its own faults.
+pub static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A buffer backend the scenarios run against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

@@ -8,7 +8,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::load::{self, Sent};
 use crate::proxy::Proxy;
-use crate::rig::{Backend, Rig, long_mode};
+use crate::rig::{Backend, ONE_AT_A_TIME, Rig, long_mode};
 
 /// Webhooks per run (`WCON_FAULTS_N` overrides).
 fn run_size() -> usize {
@@ -24,21 +24,36 @@ const GIVE_UP: Duration = Duration::from_secs(120);
 /// How long delivery may take after the load ends.
 const SETTLE: Duration = Duration::from_secs(300);
 
-/// Runs `fault` every 1–4 s (seeded) until the load is done; returns how many times it ran.
+/// Faults per run at most: each one redelivers what was in flight (about 5 to 25 messages), so
+/// the redelivery ratio depends on faults per message, not on how fast the machine is.
+const FAULT_EVERY_SHARE: usize = 6;
+
+/// Runs `fault` every 1–4 s (seeded), and only after another sixth of the run got its 200s,
+/// until the load is done; returns how many times it ran.
 async fn while_loading(
     rig: &mut Rig,
+    sent: &Sent,
     sending: &tokio::task::JoinHandle<std::sync::Arc<Sent>>,
     seed: u64,
     mut fault: impl FnMut(&mut Rig),
 ) -> usize {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut times = 0;
+    let step = sent.accepted.lock().unwrap().len() / FAULT_EVERY_SHARE;
+    let mut next_at = step;
     while !sending.is_finished() {
         let pause = Duration::from_millis(rng.random_range(1000..4000));
         let until = tokio::time::Instant::now() + pause;
-        while tokio::time::Instant::now() < until && !sending.is_finished() {
+        let accepted = || {
+            sent.accepted_so_far
+                .load(std::sync::atomic::Ordering::Relaxed)
+        };
+        while (tokio::time::Instant::now() < until || accepted() < next_at)
+            && !sending.is_finished()
+        {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        next_at = accepted() + step;
         if sending.is_finished() {
             break;
         }
@@ -49,11 +64,18 @@ async fn while_loading(
 }
 
 pub async fn kill_serve_repeatedly(backend: Backend) {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let mut rig = Rig::start(backend, |addr| addr).await;
     let n = run_size();
-    let sending = tokio::spawn(load::send(rig.webhook_url(), n, SENDERS, GIVE_UP));
-    let kills = while_loading(&mut rig, &sending, 1, Rig::kill_and_restart_serve).await;
-    let sent = sending.await.unwrap();
+    let sent = Sent::new(n);
+    let sending = tokio::spawn(load::send(
+        sent.clone(),
+        rig.webhook_url(),
+        SENDERS,
+        GIVE_UP,
+    ));
+    let kills = while_loading(&mut rig, &sent, &sending, 1, Rig::kill_and_restart_serve).await;
+    sending.await.unwrap();
     println!("FAULTS kill -9 serve ({backend:?}): {kills} kills");
     assert!(kills >= 1, "the load ended before serve was killed once");
     let report = load::settle_and_check(
@@ -67,11 +89,18 @@ pub async fn kill_serve_repeatedly(backend: Backend) {
 }
 
 pub async fn kill_tunnel_repeatedly(backend: Backend) {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let mut rig = Rig::start(backend, |addr| addr).await;
     let n = run_size();
-    let sending = tokio::spawn(load::send(rig.webhook_url(), n, SENDERS, GIVE_UP));
-    let kills = while_loading(&mut rig, &sending, 2, Rig::kill_and_restart_tunnel).await;
-    let sent = sending.await.unwrap();
+    let sent = Sent::new(n);
+    let sending = tokio::spawn(load::send(
+        sent.clone(),
+        rig.webhook_url(),
+        SENDERS,
+        GIVE_UP,
+    ));
+    let kills = while_loading(&mut rig, &sent, &sending, 2, Rig::kill_and_restart_tunnel).await;
+    sending.await.unwrap();
     println!("FAULTS kill -9 tunnel ({backend:?}): {kills} kills");
     assert!(
         kills >= 1,
@@ -91,6 +120,7 @@ pub async fn kill_tunnel_repeatedly(backend: Backend) {
 }
 
 pub async fn target_unavailable_for_a_while(backend: Backend) {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let rig = Rig::start(backend, |addr| addr).await;
     let n = run_size() / 4;
     let outage = if long_mode() {
@@ -98,7 +128,13 @@ pub async fn target_unavailable_for_a_while(backend: Backend) {
     } else {
         Duration::from_secs(4)
     };
-    let sending = tokio::spawn(load::send(rig.webhook_url(), n, SENDERS, GIVE_UP));
+    let sent = Sent::new(n);
+    let sending = tokio::spawn(load::send(
+        sent.clone(),
+        rig.webhook_url(),
+        SENDERS,
+        GIVE_UP,
+    ));
     rig.sink
         .wait_until(Duration::from_secs(60), "first deliveries", |s| {
             s.count() >= 100
@@ -108,7 +144,7 @@ pub async fn target_unavailable_for_a_while(backend: Backend) {
     tokio::time::sleep(outage).await;
     let refused = rig.sink.all().iter().filter(|r| r.status == 503).count();
     rig.sink.set_status(200);
-    let sent = sending.await.unwrap();
+    sending.await.unwrap();
     println!("FAULTS target 503 for {outage:?} ({backend:?}): {refused} deliveries answered 503");
     assert!(refused > 0, "the target never answered 503");
     let report = load::settle_and_check(
@@ -122,6 +158,7 @@ pub async fn target_unavailable_for_a_while(backend: Backend) {
 }
 
 pub async fn connections_cut_at_random(backend: Backend) {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let mut proxy = None;
     let mut rig = Rig::start(backend, |addr| {
         let p = Proxy::start(addr);
@@ -132,11 +169,17 @@ pub async fn connections_cut_at_random(backend: Backend) {
     .await;
     let proxy = proxy.unwrap();
     let n = run_size();
-    let sending = tokio::spawn(load::send(rig.webhook_url(), n, SENDERS, GIVE_UP));
+    let sent = Sent::new(n);
+    let sending = tokio::spawn(load::send(
+        sent.clone(),
+        rig.webhook_url(),
+        SENDERS,
+        GIVE_UP,
+    ));
     // Every few seconds, like the kills: each cut redelivers what was in flight on the
     // connection (delivered, its ack lost with the socket), about 15 messages here.
-    let rounds = while_loading(&mut rig, &sending, 3, |_| proxy.cut_all()).await;
-    let sent = sending.await.unwrap();
+    let rounds = while_loading(&mut rig, &sent, &sending, 3, |_| proxy.cut_all()).await;
+    sending.await.unwrap();
     let cuts = proxy.cuts.load(std::sync::atomic::Ordering::Relaxed);
     println!("FAULTS proxy ({backend:?}): {rounds} rounds, {cuts} connections cut");
     assert!(cuts >= 1, "no connection was cut");
