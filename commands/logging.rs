@@ -7,10 +7,10 @@ use tracing_subscriber::EnvFilter;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set.
-    #[arg(long, global = true, value_name = "LEVEL")]
+    #[arg(long, global = true, env = "WCON_LOG_LEVEL", value_name = "LEVEL")]
     pub log_level: Option<String>,
-    /// Log format.
-    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
+    /// Log format: `text` for people, `json` for one JSON object per line (log shippers).
+    #[arg(long, global = true, env = "WCON_LOG_FORMAT", value_enum, default_value_t = Format::Text)]
     pub log_format: Format,
 }
 
@@ -46,6 +46,12 @@ pub fn init(args: &Args, quiet_by_default: bool) {
         .with_target(false);
     match args.log_format {
         Format::Text => builder.init(),
-        Format::Json => builder.json().init(),
+        // Fields at the top level next to `timestamp`, `level` and `message`: easy to query.
+        Format::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .init(),
     }
 }

@@ -24,9 +24,10 @@ use crate::Failure;
 ///
 /// Reads webhooks.json and connections.json from the working directory (or --config-dir). With no
 /// webhooks.json it starts a quickstart: one relay webhook `default` on channel `default`.
-/// Environment: WEBHOOK_CONNECT_ADMIN_TOKEN enables the admin API; WEBHOOK_CONNECT_BUFFER selects
-/// the buffer. With --tls-cert and --tls-key it serves HTTPS and WSS on the same port, and
-/// reloads the certificate when its file changes or on SIGHUP.
+/// Environment: WEBHOOK_CONNECT_ADMIN_TOKEN enables the admin API (and `GET /stats`, which also
+/// takes STATS_AUTH_TOKEN when set); WEBHOOK_CONNECT_BUFFER selects the buffer. `GET /health`,
+/// `/ready` and `/metrics` need no token. With --tls-cert and --tls-key it serves HTTPS and WSS on
+/// the same port, and reloads the certificate when its file changes or on SIGHUP.
 ///
 /// Live reload: changes to webhooks.json and connections.json (or SIGHUP) apply while running:
 /// new, removed and changed webhooks and channel settings; ingest keeps working. A broken file
@@ -142,6 +143,10 @@ pub async fn run(args: Args) -> Result<ExitCode, Failure> {
         .ok()
         .filter(|t| !t.is_empty())
         .map(Secret::new);
+    let stats_token = std::env::var("STATS_AUTH_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+        .map(Secret::new);
 
     let buffer: Arc<dyn Buffer> =
         Arc::new(Embedded::open(&data_dir.join("buffer")).with_context(|| {
@@ -234,6 +239,7 @@ pub async fn run(args: Args) -> Result<ExitCode, Failure> {
             tls,
             admin_listener,
             reloads: Some(reload_rx),
+            stats_token,
             ..ReceiverConfig::new(loaded.webhooks)
         },
         listener,

@@ -25,7 +25,7 @@ function __fish_wcon_using_subcommand
 end
 
 complete -c wcon -n "__fish_wcon_needs_command" -l log-level -d 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set' -r
-complete -c wcon -n "__fish_wcon_needs_command" -l log-format -d 'Log format' -r -f -a "text\t'For people'
+complete -c wcon -n "__fish_wcon_needs_command" -l log-format -d 'Log format: `text` for people, `json` for one JSON object per line (log shippers)' -r -f -a "text\t'For people'
 json\t'One JSON object per line'"
 complete -c wcon -n "__fish_wcon_needs_command" -l profile -d 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it' -r
 complete -c wcon -n "__fish_wcon_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -53,7 +53,7 @@ complete -c wcon -n "__fish_wcon_using_subcommand serve" -l tls-cert -d 'PEM cer
 complete -c wcon -n "__fish_wcon_using_subcommand serve" -l tls-key -d 'PEM private key of --tls-cert' -r -F
 complete -c wcon -n "__fish_wcon_using_subcommand serve" -l admin-listen -d 'Serve the admin API only on this address (plain HTTP; keep it private, e.g. 127.0.0.1:9000), not on --listen' -r
 complete -c wcon -n "__fish_wcon_using_subcommand serve" -l log-level -d 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set' -r
-complete -c wcon -n "__fish_wcon_using_subcommand serve" -l log-format -d 'Log format' -r -f -a "text\t'For people'
+complete -c wcon -n "__fish_wcon_using_subcommand serve" -l log-format -d 'Log format: `text` for people, `json` for one JSON object per line (log shippers)' -r -f -a "text\t'For people'
 json\t'One JSON object per line'"
 complete -c wcon -n "__fish_wcon_using_subcommand serve" -l profile -d 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it' -r
 complete -c wcon -n "__fish_wcon_using_subcommand serve" -l check -d 'Validate webhooks.json and connections.json, reach every connection once, print one line per item and exit (0 when all pass, 1 otherwise) without serving'
@@ -76,7 +76,7 @@ complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -l ca-cert -d 'Also tr
 complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -l health-listen -d 'Serve GET /health and GET /metrics (Prometheus) on this address, e.g. 127.0.0.1:9090. Off by default' -r
 complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -l health-down-after -d '/health answers 503 once a channel has been down this many seconds (default 60)' -r
 complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -l log-level -d 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set' -r
-complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -l log-format -d 'Log format' -r -f -a "text\t'For people'
+complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -l log-format -d 'Log format: `text` for people, `json` for one JSON object per line (log shippers)' -r -f -a "text\t'For people'
 json\t'One JSON object per line'"
 complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -l profile -d 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it' -r
 complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -l check -d 'Validate the settings, reach the server\'s status endpoint with the token, every HTTP target and every connection once, print one line per item and exit (0 when all pass, 1 otherwise) without streaming'
@@ -86,7 +86,7 @@ complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -s V -l version -d 'Pr
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and not __fish_seen_subcommand_from list show stats disconnect rotate-token help" -l server -d 'URL of `wcon serve`, e.g. https://hooks.example.com' -r
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and not __fish_seen_subcommand_from list show stats disconnect rotate-token help" -l admin-token -d 'The server\'s WEBHOOK_CONNECT_ADMIN_TOKEN' -r
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and not __fish_seen_subcommand_from list show stats disconnect rotate-token help" -l log-level -d 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set' -r
-complete -c wcon -n "__fish_wcon_using_subcommand channels; and not __fish_seen_subcommand_from list show stats disconnect rotate-token help" -l log-format -d 'Log format' -r -f -a "text\t'For people'
+complete -c wcon -n "__fish_wcon_using_subcommand channels; and not __fish_seen_subcommand_from list show stats disconnect rotate-token help" -l log-format -d 'Log format: `text` for people, `json` for one JSON object per line (log shippers)' -r -f -a "text\t'For people'
 json\t'One JSON object per line'"
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and not __fish_seen_subcommand_from list show stats disconnect rotate-token help" -l profile -d 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it' -r
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and not __fish_seen_subcommand_from list show stats disconnect rotate-token help" -l json -d 'Print the server\'s JSON instead of a table'
@@ -101,7 +101,7 @@ complete -c wcon -n "__fish_wcon_using_subcommand channels; and not __fish_seen_
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from list" -l server -d 'URL of `wcon serve`, e.g. https://hooks.example.com' -r
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from list" -l admin-token -d 'The server\'s WEBHOOK_CONNECT_ADMIN_TOKEN' -r
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from list" -l log-level -d 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set' -r
-complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from list" -l log-format -d 'Log format' -r -f -a "text\t'For people'
+complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from list" -l log-format -d 'Log format: `text` for people, `json` for one JSON object per line (log shippers)' -r -f -a "text\t'For people'
 json\t'One JSON object per line'"
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from list" -l profile -d 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it' -r
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from list" -l json -d 'Print the server\'s JSON instead of a table'
@@ -110,7 +110,7 @@ complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subc
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from show" -l server -d 'URL of `wcon serve`, e.g. https://hooks.example.com' -r
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from show" -l admin-token -d 'The server\'s WEBHOOK_CONNECT_ADMIN_TOKEN' -r
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from show" -l log-level -d 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set' -r
-complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from show" -l log-format -d 'Log format' -r -f -a "text\t'For people'
+complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from show" -l log-format -d 'Log format: `text` for people, `json` for one JSON object per line (log shippers)' -r -f -a "text\t'For people'
 json\t'One JSON object per line'"
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from show" -l profile -d 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it' -r
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from show" -l json -d 'Print the server\'s JSON instead of a table'
@@ -119,7 +119,7 @@ complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subc
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from stats" -l server -d 'URL of `wcon serve`, e.g. https://hooks.example.com' -r
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from stats" -l admin-token -d 'The server\'s WEBHOOK_CONNECT_ADMIN_TOKEN' -r
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from stats" -l log-level -d 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set' -r
-complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from stats" -l log-format -d 'Log format' -r -f -a "text\t'For people'
+complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from stats" -l log-format -d 'Log format: `text` for people, `json` for one JSON object per line (log shippers)' -r -f -a "text\t'For people'
 json\t'One JSON object per line'"
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from stats" -l profile -d 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it' -r
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from stats" -l json -d 'Print the server\'s JSON instead of a table'
@@ -128,7 +128,7 @@ complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subc
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from disconnect" -l server -d 'URL of `wcon serve`, e.g. https://hooks.example.com' -r
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from disconnect" -l admin-token -d 'The server\'s WEBHOOK_CONNECT_ADMIN_TOKEN' -r
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from disconnect" -l log-level -d 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set' -r
-complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from disconnect" -l log-format -d 'Log format' -r -f -a "text\t'For people'
+complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from disconnect" -l log-format -d 'Log format: `text` for people, `json` for one JSON object per line (log shippers)' -r -f -a "text\t'For people'
 json\t'One JSON object per line'"
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from disconnect" -l profile -d 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it' -r
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from disconnect" -l json -d 'Print the server\'s JSON instead of a table'
@@ -138,7 +138,7 @@ complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subc
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from rotate-token" -l server -d 'URL of `wcon serve`, e.g. https://hooks.example.com' -r
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from rotate-token" -l admin-token -d 'The server\'s WEBHOOK_CONNECT_ADMIN_TOKEN' -r
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from rotate-token" -l log-level -d 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set' -r
-complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from rotate-token" -l log-format -d 'Log format' -r -f -a "text\t'For people'
+complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from rotate-token" -l log-format -d 'Log format: `text` for people, `json` for one JSON object per line (log shippers)' -r -f -a "text\t'For people'
 json\t'One JSON object per line'"
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from rotate-token" -l profile -d 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it' -r
 complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subcommand_from rotate-token" -l save -d 'Also store the new token in the profile\'s config.toml (channel_tokens)'
@@ -154,7 +154,7 @@ complete -c wcon -n "__fish_wcon_using_subcommand channels; and __fish_seen_subc
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and not __fish_seen_subcommand_from list show replay purge help" -l server -d 'URL of `wcon serve`, e.g. https://hooks.example.com' -r
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and not __fish_seen_subcommand_from list show replay purge help" -l admin-token -d 'The server\'s WEBHOOK_CONNECT_ADMIN_TOKEN' -r
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and not __fish_seen_subcommand_from list show replay purge help" -l log-level -d 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set' -r
-complete -c wcon -n "__fish_wcon_using_subcommand dlq; and not __fish_seen_subcommand_from list show replay purge help" -l log-format -d 'Log format' -r -f -a "text\t'For people'
+complete -c wcon -n "__fish_wcon_using_subcommand dlq; and not __fish_seen_subcommand_from list show replay purge help" -l log-format -d 'Log format: `text` for people, `json` for one JSON object per line (log shippers)' -r -f -a "text\t'For people'
 json\t'One JSON object per line'"
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and not __fish_seen_subcommand_from list show replay purge help" -l profile -d 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it' -r
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and not __fish_seen_subcommand_from list show replay purge help" -l json -d 'Print the server\'s JSON instead of a table'
@@ -170,7 +170,7 @@ complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcomman
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from list" -l server -d 'URL of `wcon serve`, e.g. https://hooks.example.com' -r
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from list" -l admin-token -d 'The server\'s WEBHOOK_CONNECT_ADMIN_TOKEN' -r
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from list" -l log-level -d 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set' -r
-complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from list" -l log-format -d 'Log format' -r -f -a "text\t'For people'
+complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from list" -l log-format -d 'Log format: `text` for people, `json` for one JSON object per line (log shippers)' -r -f -a "text\t'For people'
 json\t'One JSON object per line'"
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from list" -l profile -d 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it' -r
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from list" -l json -d 'Print the server\'s JSON instead of a table'
@@ -179,7 +179,7 @@ complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcomman
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from show" -l server -d 'URL of `wcon serve`, e.g. https://hooks.example.com' -r
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from show" -l admin-token -d 'The server\'s WEBHOOK_CONNECT_ADMIN_TOKEN' -r
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from show" -l log-level -d 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set' -r
-complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from show" -l log-format -d 'Log format' -r -f -a "text\t'For people'
+complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from show" -l log-format -d 'Log format: `text` for people, `json` for one JSON object per line (log shippers)' -r -f -a "text\t'For people'
 json\t'One JSON object per line'"
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from show" -l profile -d 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it' -r
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from show" -l json -d 'Print the server\'s JSON instead of a table'
@@ -190,7 +190,7 @@ complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcomman
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from replay" -l server -d 'URL of `wcon serve`, e.g. https://hooks.example.com' -r
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from replay" -l admin-token -d 'The server\'s WEBHOOK_CONNECT_ADMIN_TOKEN' -r
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from replay" -l log-level -d 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set' -r
-complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from replay" -l log-format -d 'Log format' -r -f -a "text\t'For people'
+complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from replay" -l log-format -d 'Log format: `text` for people, `json` for one JSON object per line (log shippers)' -r -f -a "text\t'For people'
 json\t'One JSON object per line'"
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from replay" -l profile -d 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it' -r
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from replay" -l all -d 'Every dead letter of the channel (asks first unless --yes)'
@@ -201,7 +201,7 @@ complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcomman
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from purge" -l server -d 'URL of `wcon serve`, e.g. https://hooks.example.com' -r
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from purge" -l admin-token -d 'The server\'s WEBHOOK_CONNECT_ADMIN_TOKEN' -r
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from purge" -l log-level -d 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set' -r
-complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from purge" -l log-format -d 'Log format' -r -f -a "text\t'For people'
+complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from purge" -l log-format -d 'Log format: `text` for people, `json` for one JSON object per line (log shippers)' -r -f -a "text\t'For people'
 json\t'One JSON object per line'"
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from purge" -l profile -d 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it' -r
 complete -c wcon -n "__fish_wcon_using_subcommand dlq; and __fish_seen_subcommand_from purge" -l all -d 'Every dead letter of the channel'
@@ -230,7 +230,7 @@ complete -c wcon -n "__fish_wcon_using_subcommand init" -l server -d 'Connector:
 complete -c wcon -n "__fish_wcon_using_subcommand init" -l target -d 'Connector: where webhooks go [default: http://localhost:3000/webhooks]' -r
 complete -c wcon -n "__fish_wcon_using_subcommand init" -l dir -d 'Directory to write the files in' -r -F
 complete -c wcon -n "__fish_wcon_using_subcommand init" -l log-level -d 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set' -r
-complete -c wcon -n "__fish_wcon_using_subcommand init" -l log-format -d 'Log format' -r -f -a "text\t'For people'
+complete -c wcon -n "__fish_wcon_using_subcommand init" -l log-format -d 'Log format: `text` for people, `json` for one JSON object per line (log shippers)' -r -f -a "text\t'For people'
 json\t'One JSON object per line'"
 complete -c wcon -n "__fish_wcon_using_subcommand init" -l profile -d 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it' -r
 complete -c wcon -n "__fish_wcon_using_subcommand init" -l force -d 'Overwrite existing files'
@@ -247,7 +247,7 @@ shopify\t'`X-Shopify-Hmac-Sha256: <base64>`'"
 complete -c wcon -n "__fish_wcon_using_subcommand send" -l content-type -d 'Content-Type of the body' -r
 complete -c wcon -n "__fish_wcon_using_subcommand send" -s H -l header -d 'An extra request header, `Name: value`; repeatable' -r
 complete -c wcon -n "__fish_wcon_using_subcommand send" -l log-level -d 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set' -r
-complete -c wcon -n "__fish_wcon_using_subcommand send" -l log-format -d 'Log format' -r -f -a "text\t'For people'
+complete -c wcon -n "__fish_wcon_using_subcommand send" -l log-format -d 'Log format: `text` for people, `json` for one JSON object per line (log shippers)' -r -f -a "text\t'For people'
 json\t'One JSON object per line'"
 complete -c wcon -n "__fish_wcon_using_subcommand send" -l profile -d 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it' -r
 complete -c wcon -n "__fish_wcon_using_subcommand send" -l json -d 'Print `{"status": …, "body": …}` instead of text'
@@ -257,14 +257,14 @@ complete -c wcon -n "__fish_wcon_using_subcommand dash" -l server -d 'URL of `wc
 complete -c wcon -n "__fish_wcon_using_subcommand dash" -l admin-token -d 'The server\'s WEBHOOK_CONNECT_ADMIN_TOKEN' -r
 complete -c wcon -n "__fish_wcon_using_subcommand dash" -l interval -d 'How often to poll the server: `1s`, `500ms`, `2m` or plain seconds' -r
 complete -c wcon -n "__fish_wcon_using_subcommand dash" -l log-level -d 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set' -r
-complete -c wcon -n "__fish_wcon_using_subcommand dash" -l log-format -d 'Log format' -r -f -a "text\t'For people'
+complete -c wcon -n "__fish_wcon_using_subcommand dash" -l log-format -d 'Log format: `text` for people, `json` for one JSON object per line (log shippers)' -r -f -a "text\t'For people'
 json\t'One JSON object per line'"
 complete -c wcon -n "__fish_wcon_using_subcommand dash" -l profile -d 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it' -r
 complete -c wcon -n "__fish_wcon_using_subcommand dash" -l json -d 'Print the server\'s JSON instead of a table'
 complete -c wcon -n "__fish_wcon_using_subcommand dash" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c wcon -n "__fish_wcon_using_subcommand dash" -s V -l version -d 'Print version'
 complete -c wcon -n "__fish_wcon_using_subcommand completions" -l log-level -d 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set' -r
-complete -c wcon -n "__fish_wcon_using_subcommand completions" -l log-format -d 'Log format' -r -f -a "text\t'For people'
+complete -c wcon -n "__fish_wcon_using_subcommand completions" -l log-format -d 'Log format: `text` for people, `json` for one JSON object per line (log shippers)' -r -f -a "text\t'For people'
 json\t'One JSON object per line'"
 complete -c wcon -n "__fish_wcon_using_subcommand completions" -l profile -d 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it' -r
 complete -c wcon -n "__fish_wcon_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'

@@ -85,6 +85,8 @@ struct Lease {
 struct Counters {
     delivered: u64,
     expired: u64,
+    #[serde(default)]
+    dead_lettered: u64,
 }
 
 /// What a dead record stores besides the message.
@@ -243,6 +245,8 @@ impl Embedded {
         {
             queue.counters = serde_json::from_slice(&raw).unwrap_or_default();
         }
+        // Stores written before the total was counted: at least the dead letters held.
+        queue.counters.dead_lettered = queue.counters.dead_lettered.max(queue.dead_count);
         queue.next_sequence = max_seq + 1;
         Ok(Channel {
             settings: Mutex::new(settings.clone()),
@@ -275,9 +279,11 @@ impl Embedded {
         error: Option<String>,
     ) -> Vec<Op> {
         queue.dead_count += 1;
+        queue.counters.dead_lettered += 1;
         if reason == DeadReason::Expired {
             queue.counters.expired += 1;
         }
+        tracing::info!(%channel, message_id = %meta.id, webhook = %meta.webhook_id, reason = reason.as_str(), attempts = meta.delivery_count, "dead lettered");
         let info = DeadInfo {
             reason,
             error,
@@ -807,6 +813,7 @@ impl Buffer for Embedded {
             messages_delivered: q.counters.delivered,
             messages_expired: q.counters.expired,
             messages_dead_lettered: q.dead_count,
+            messages_dead_lettered_total: q.counters.dead_lettered,
         })
     }
 
@@ -1307,6 +1314,8 @@ mod tests {
             (stats.messages_dead_lettered, stats.messages_queued),
             (0, 0)
         );
+        // The total counts every dead-lettering, across purges and a reopen.
+        assert_eq!(stats.messages_dead_lettered_total, 3);
     }
 
     #[tokio::test]

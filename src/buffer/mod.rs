@@ -170,6 +170,10 @@ pub struct BufferStats {
     pub messages_expired: u64,
     /// Dead letters now held.
     pub messages_dead_lettered: u64,
+    /// Messages dead-lettered since the channel was created (replays and purges do not lower
+    /// it). Not part of the documented ChannelStats shape: `GET /metrics` reports it.
+    #[serde(default, skip_serializing)]
+    pub messages_dead_lettered_total: u64,
 }
 
 /// A channel token rotated through the admin API, as every instance on the backend sees it.

@@ -57,7 +57,7 @@ fn buffer_error(channel: &Channel, what: &'static str, e: BufferError) -> ApiErr
     ApiError::unavailable("buffer_unavailable", "the buffer cannot be read", 5)
 }
 
-fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(super) fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(expected) = &state.admin_token else {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,

@@ -17,6 +17,7 @@ use crate::buffer::{Buffer, BufferError, ChannelSettings};
 use crate::config::webhooks::{ModuleRoute, Webhook};
 use crate::modules::Delivery;
 use crate::protocol::ConnectionId;
+use crate::receiver::metrics::{ChannelMetrics, Metrics};
 
 /// Deliveries one module webhook runs at once.
 pub const MAX_IN_FLIGHT: u32 = 32;
@@ -40,6 +41,7 @@ pub async fn run(
     webhook: Webhook,
     route: ModuleRoute,
     buffer: Arc<dyn Buffer>,
+    meters: Arc<ChannelMetrics>,
     shutdown: CancellationToken,
 ) {
     let id = webhook.id.clone();
@@ -66,6 +68,7 @@ pub async fn run(
         let route = route.clone();
         let webhook = webhook.clone();
         let lease_holder = lease_holder.clone();
+        let meters = meters.clone();
         deliveries.spawn(async move {
             let mut delivery = Delivery::from_message(&message, webhook.data_type);
             delivery.clean(&webhook.cleanup);
@@ -74,7 +77,7 @@ pub async fn run(
                 Ok(()) => buffer
                     .ack(&route.channel, &lease_holder, &message.id)
                     .await
-                    .map(|_| ()),
+                    .map(|_| None),
                 Err(e) => buffer
                     .nack(
                         &route.channel,
@@ -83,18 +86,19 @@ pub async fn run(
                         e.is_retryable(),
                         Some(e.to_string()),
                     )
-                    .await
-                    .map(|_| ()),
+                    .await,
             };
             match (&outcome, settled) {
                 (_, Err(e)) => {
                     tracing::error!(webhook = %message.webhook_id, message_id = %message.id, error = %e, "cannot settle a module delivery; it will be redelivered");
                 }
-                (Ok(()), Ok(())) => {
-                    tracing::debug!(webhook = %message.webhook_id, message_id = %message.id, "delivered to modules");
+                (Ok(()), Ok(_)) => {
+                    meters.observe_end_to_end(message.received_at);
+                    tracing::info!(channel = %route.channel, webhook = %message.webhook_id, message_id = %message.id, outcome = "ack", "delivered to modules");
                 }
-                (Err(e), Ok(())) => {
-                    tracing::warn!(webhook = %message.webhook_id, message_id = %message.id, retry = e.is_retryable(), error = %e, "module delivery failed");
+                (Err(e), Ok(nacked)) => {
+                    let outcome = nacked.map_or("nack", crate::receiver::stream::outcome_name);
+                    tracing::warn!(channel = %route.channel, webhook = %message.webhook_id, message_id = %message.id, outcome, retry = e.is_retryable(), error = %e, "module delivery failed");
                 }
             }
         });
@@ -115,6 +119,7 @@ pub async fn run(
 pub fn spawn_all(
     webhooks: &crate::config::WebhooksConfig,
     buffer: &Arc<dyn Buffer>,
+    metrics: &Metrics,
     shutdown: &CancellationToken,
     tracker: &TaskTracker,
 ) {
@@ -124,6 +129,7 @@ pub fn spawn_all(
                 webhook.clone(),
                 route.clone(),
                 buffer.clone(),
+                metrics.channel(&route.channel),
                 shutdown.clone(),
             ));
         }

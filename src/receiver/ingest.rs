@@ -66,10 +66,12 @@ async fn accept(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let started = std::time::Instant::now();
     let webhooks = state.webhooks();
     let webhook = webhooks
         .resolve(id)
         .ok_or_else(|| ApiError::not_found(format!("unknown webhook `{}`", printable(id))))?;
+    state.usage.record(webhook.id.as_str());
     check_header_limits(&headers)?;
     check_content_type(webhook.data_type, &headers)?;
     let source_ip = webhook.auth.client_ip(peer.ip(), &headers);
@@ -164,6 +166,7 @@ async fn accept(
         webhook.cleanup.clean_headers(&mut headers);
     }
     let channel = webhook.route.channel();
+    let body_len = body.len();
     let stored = state
         .buffer
         .enqueue(NewMessage {
@@ -192,7 +195,8 @@ async fn accept(
                 )
             }
         })?;
-    tracing::info!(webhook = %webhook.id, channel = %channel, message_id = %stored.id, sequence = stored.sequence, "webhook accepted");
+    state.metrics.channel(channel).received(started);
+    tracing::info!(webhook = %webhook.id, channel = %channel, message_id = %stored.id, sequence = stored.sequence, bytes = body_len, "webhook accepted");
     Ok(Json(serde_json::json!({"message": "200 OK", "message_id": stored.id})).into_response())
 }
 

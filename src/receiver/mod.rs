@@ -1,8 +1,9 @@
 //! `wcon serve`: the public receiver, an axum app.
 //!
 //! Owns the HTTP surface: ingest (`/webhook/{id}`), the streaming API (`/connect/…`), the admin
-//! API (on the public listener, or alone on its own) and health, over HTTP or TLS. It takes bound
-//! listeners, a buffer and a shutdown token; it never binds or prints by itself.
+//! API (on the public listener, or alone on its own), monitoring (health, readiness, metrics,
+//! stats), over HTTP or TLS. It takes bound listeners, a buffer and a shutdown token; it never
+//! binds or prints by itself.
 
 pub mod admin;
 pub mod api_error;
@@ -11,6 +12,8 @@ pub mod dispatch;
 pub mod forms;
 pub mod ingest;
 pub mod json_limits;
+pub mod metrics;
+pub mod monitoring;
 pub mod openapi;
 pub mod rate_limit;
 pub mod schema;
@@ -18,12 +21,13 @@ pub mod security;
 pub mod stream;
 pub mod tls;
 pub mod tokens;
+pub mod usage;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::DefaultBodyLimit;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::serve::ListenerExt as _;
@@ -35,8 +39,11 @@ use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::buffer::{Buffer, BufferError, ChannelSettings};
 use crate::config::WebhooksConfig;
+use crate::protocol::ChannelName;
 use crate::secret::Secret;
 use channels::Channels;
+use metrics::Metrics;
+use usage::Usage;
 
 /// What the receiver needs besides its listener and buffer.
 #[derive(Debug)]
@@ -55,6 +62,8 @@ pub struct ReceiverConfig {
     pub admin_listener: Option<TcpListener>,
     /// New webhooks.json contents to switch to while running (live reload).
     pub reloads: Option<mpsc::Receiver<Reload>>,
+    /// Bearer token of `GET /stats` (`STATS_AUTH_TOKEN`); `None`: the admin token.
+    pub stats_token: Option<Secret<String>>,
 }
 
 /// A request to switch to a reloaded webhooks.json; `done` gets a summary or why it was refused.
@@ -77,6 +86,7 @@ impl ReceiverConfig {
             tls: None,
             admin_listener: None,
             reloads: None,
+            stats_token: None,
         }
     }
 }
@@ -111,12 +121,23 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Streaming connections, awaited on shutdown so their leases are released.
     pub streams: TaskTracker,
+    /// Prometheus series.
+    pub metrics: Arc<Metrics>,
+    /// Requests per webhook, for `/stats`.
+    pub usage: Usage,
+    /// Token of `/stats` besides the admin token.
+    pub stats_token: Option<Secret<String>>,
 }
 
 impl AppState {
     /// The webhooks.json in force now; a request keeps the one it started with.
     pub fn webhooks(&self) -> Arc<WebhooksConfig> {
         self.live_webhooks.read().expect("webhooks lock").clone()
+    }
+
+    /// Every channel the buffer holds for this receiver now (relay and module channels).
+    pub fn buffer_channels(&self) -> Vec<ChannelName> {
+        buffer_channels(&self.webhooks())
     }
 }
 
@@ -136,7 +157,10 @@ pub enum ReceiverError {
 pub fn router(state: Arc<AppState>, options: RouterOptions) -> Router {
     let mut routes = Router::new()
         .route("/", get(root))
-        .route("/health", get(health))
+        .route("/health", get(monitoring::health))
+        .route("/ready", get(monitoring::ready))
+        .route("/metrics", get(monitoring::metrics))
+        .route("/stats", get(monitoring::stats))
         .route("/openapi.json", get(openapi::serve))
         .route("/webhook/{id}", post(ingest::ingest))
         .route("/webhook/{namespace}/{id}", post(ingest::ingest_namespaced))
@@ -191,6 +215,8 @@ pub async fn run(
         .configure(&buffer_settings(&config.webhooks))
         .await
         .map_err(ReceiverError::Buffer)?;
+    let metrics = Arc::new(Metrics::new(&buffer_channels(&config.webhooks)));
+    let usage = Usage::new(config.webhooks.webhooks.keys().map(|id| id.as_str()));
     let channels = Channels::new(channels);
     let mut webhooks = config.webhooks;
     webhooks.forget_channel_tokens();
@@ -202,12 +228,21 @@ pub async fn run(
         max_body_bytes: config.max_body_bytes,
         shutdown: shutdown.clone(),
         streams: TaskTracker::new(),
+        metrics: metrics.clone(),
+        usage,
+        stats_token: config.stats_token,
     });
     tokens::load(&state).await.map_err(ReceiverError::Buffer)?;
     let dispatchers = TaskTracker::new();
     dispatchers.spawn(tokens::watch(state.clone(), shutdown.clone()));
     let mut generation = shutdown.child_token();
-    dispatch::spawn_all(&state.webhooks(), &buffer, &generation, &dispatchers);
+    dispatch::spawn_all(
+        &state.webhooks(),
+        &buffer,
+        &metrics,
+        &generation,
+        &dispatchers,
+    );
     if let Some(mut reloads) = config.reloads {
         let (state, dispatchers) = (state.clone(), dispatchers.clone());
         tokio::spawn(async move {
@@ -276,6 +311,13 @@ pub async fn run(
 }
 
 /// What the buffer must know of every channel (relay channels and module webhooks' queues).
+fn buffer_channels(webhooks: &WebhooksConfig) -> Vec<ChannelName> {
+    buffer_settings(webhooks)
+        .into_iter()
+        .map(|s| s.name)
+        .collect()
+}
+
 fn buffer_settings(webhooks: &WebhooksConfig) -> Vec<ChannelSettings> {
     let mut settings: Vec<ChannelSettings> = webhooks
         .channels()
@@ -311,25 +353,16 @@ async fn apply_reload(
     *state.live_webhooks.write().expect("webhooks lock") = webhooks.clone();
     generation.cancel();
     *generation = state.shutdown.child_token();
-    dispatch::spawn_all(&webhooks, &state.buffer, generation, dispatchers);
+    dispatch::spawn_all(
+        &webhooks,
+        &state.buffer,
+        &state.metrics,
+        generation,
+        dispatchers,
+    );
     Ok(changes)
 }
 
 async fn root() -> impl IntoResponse {
     axum::Json(serde_json::json!({"message": "200 OK"}))
-}
-
-async fn health(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    let buffer_ok = state.buffer.healthy().await;
-    let status = if buffer_ok {
-        http::StatusCode::OK
-    } else {
-        http::StatusCode::SERVICE_UNAVAILABLE
-    };
-    let body = serde_json::json!({
-        "status": if buffer_ok { "healthy" } else { "unhealthy" },
-        "buffer": if buffer_ok { "connected" } else { "unavailable" },
-        "channels": state.channels.len(),
-    });
-    (status, axum::Json(body))
 }

@@ -8,13 +8,13 @@ mod completions;
 mod connector_live;
 mod dash;
 mod errors;
-mod faults;
 mod frames;
 mod hardening;
 mod init;
 #[cfg(all(feature = "postgres", feature = "kafka"))]
 mod module_e2e;
 mod modules;
+mod monitoring;
 mod relay;
 mod rotate;
 mod security;

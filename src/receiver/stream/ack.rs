@@ -151,7 +151,8 @@ pub async fn ack(
         if let Some(c) = channel.connection(&connection_id) {
             c.messages_acked.fetch_add(1, Ordering::Relaxed);
         }
-        tracing::debug!(channel = %channel.name(), %message_id, "acked over http");
+        state.metrics.channel(channel.name()).acked(&message_id);
+        tracing::info!(channel = %channel.name(), %message_id, connection = %connection_id, outcome = "ack", "delivery acked");
     } else {
         let outcome = state
             .buffer
@@ -168,7 +169,8 @@ pub async fn ack(
         if let Some(c) = channel.connection(&connection_id) {
             c.messages_nacked.fetch_add(1, Ordering::Relaxed);
         }
-        tracing::info!(channel = %channel.name(), %message_id, retry, ?outcome, reason = p.reason.as_deref().unwrap_or(""), "nacked over http");
+        state.metrics.channel(channel.name()).settled(&message_id);
+        tracing::info!(channel = %channel.name(), %message_id, connection = %connection_id, outcome = super::outcome_name(outcome), retry, reason = p.reason.as_deref().unwrap_or(""), "delivery nacked");
     }
     Ok(Json(json!({"status": "ok", "message_id": message_id})))
 }

@@ -130,6 +130,14 @@ pub fn attach(
         })
 }
 
+/// The `outcome` field of a nack's log line.
+pub fn outcome_name(outcome: crate::buffer::NackOutcome) -> &'static str {
+    match outcome {
+        crate::buffer::NackOutcome::Requeued => "nack",
+        crate::buffer::NackOutcome::DeadLettered => "dead_letter",
+    }
+}
+
 fn printable(s: &str) -> String {
     s.chars().take(64).filter(|c| !c.is_control()).collect()
 }

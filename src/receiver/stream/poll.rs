@@ -114,6 +114,10 @@ pub async fn poll(
     connection
         .messages_sent
         .fetch_add(messages.len() as u64, Ordering::Relaxed);
+    let meters = state.metrics.channel(name);
+    for m in &messages {
+        meters.handed_out(&m.id, m.received_at);
+    }
     let frames: Vec<ServerFrame> = messages
         .iter()
         .map(|m| ServerFrame::Webhook(m.to_frame()))

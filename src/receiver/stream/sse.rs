@@ -106,6 +106,7 @@ async fn produce(
         return "connection lost";
     }
     let interval = channel.config.heartbeat_interval();
+    let meters = state.metrics.channel(channel.name());
     let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     let goodbye = |code: &str, detail: &str| ServerFrame::Error {
         code: code.to_string(),
@@ -133,6 +134,7 @@ async fn produce(
             }
             next = state.buffer.next(channel.name(), &connection.id, channel.config.max_in_flight) => match next {
                 Ok(message) => {
+                    meters.handed_out(&message.id, message.received_at);
                     permit.send(Ok(event(&ServerFrame::Webhook(message.to_frame()))));
                     connection.messages_sent.fetch_add(1, Ordering::Relaxed);
                 }

@@ -93,6 +93,7 @@ async fn write_loop(
     mut control: mpsc::Receiver<ServerFrame>,
 ) -> &'static str {
     let interval = channel.config.heartbeat_interval();
+    let meters = state.metrics.channel(channel.name());
     let connected = ServerFrame::Connected {
         connection_id: connection.id.clone(),
         channel: channel.name().clone(),
@@ -150,6 +151,7 @@ async fn write_loop(
                             }
                         }
                         for message in batch {
+                            meters.handed_out(&message.id, message.received_at);
                             let frame = ServerFrame::Webhook(message.to_frame());
                             if sink.feed(text(&frame)).await.is_err() { return "send failed"; }
                             connection.messages_sent.fetch_add(1, Ordering::Relaxed);
@@ -178,6 +180,7 @@ async fn read_loop(
     mut stream: futures_util::stream::SplitStream<WebSocket>,
     control: mpsc::Sender<ServerFrame>,
 ) -> &'static str {
+    let meters = state.metrics.channel(channel.name());
     let mut last_error_frame = Instant::now() - Duration::from_secs(60);
     let mut suppressed = 0u64;
     while let Some(item) = stream.next().await {
@@ -206,7 +209,8 @@ async fn read_loop(
             {
                 Ok(true) => {
                     connection.messages_acked.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(channel = %channel.name(), %message_id, "acked");
+                    meters.acked(&message_id);
+                    tracing::info!(channel = %channel.name(), %message_id, connection = %connection.id, outcome = "ack", "delivery acked");
                 }
                 Ok(false) => {
                     tracing::debug!(channel = %channel.name(), %message_id, "ack for a message not in flight here, ignored")
@@ -233,7 +237,8 @@ async fn read_loop(
                 {
                     Ok(Some(outcome)) => {
                         connection.messages_nacked.fetch_add(1, Ordering::Relaxed);
-                        tracing::info!(channel = %channel.name(), %message_id, retry, ?outcome, reason = reason.as_deref().unwrap_or(""), "nacked");
+                        meters.settled(&message_id);
+                        tracing::info!(channel = %channel.name(), %message_id, connection = %connection.id, outcome = super::outcome_name(outcome), retry, reason = reason.as_deref().unwrap_or(""), "delivery nacked");
                     }
                     Ok(None) => {
                         tracing::debug!(channel = %channel.name(), %message_id, "nack for a message not in flight here, ignored")

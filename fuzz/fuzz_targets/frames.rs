@@ -1,0 +1,10 @@
+//! `cargo fuzz run frames`: see fuzz/harness/mod.rs.
+
+#![no_main]
+
+#[path = "../harness/mod.rs"]
+mod harness;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    harness::frames(data);
+});
