@@ -55,6 +55,24 @@ pub struct Args {
     /// Buffer backend.
     #[arg(long, env = "WEBHOOK_CONNECT_BUFFER", value_enum, default_value_t = BufferKind::Embedded)]
     buffer: BufferKind,
+    /// Redis of `--buffer redis`: redis://[user:password@]host:port[/db], rediss://…, or
+    /// redis+sentinel://[user:password@]host:port[,host:port…]/master_name[/db].
+    #[arg(
+        long,
+        env = "WEBHOOK_CONNECT_REDIS_URL",
+        value_name = "URL",
+        default_value = "redis://127.0.0.1:6379/",
+        hide_env_values = true
+    )]
+    redis_url: String,
+    /// Prefix of the Redis keys of `--buffer redis` (deployments sharing one Redis need their own).
+    #[arg(
+        long,
+        env = "WEBHOOK_CONNECT_REDIS_PREFIX",
+        value_name = "PREFIX",
+        default_value = "wcon:"
+    )]
+    redis_prefix: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -74,12 +92,6 @@ struct Loaded {
 }
 
 pub async fn run(args: Args) -> Result<ExitCode, Failure> {
-    if args.buffer != BufferKind::Embedded {
-        return Err(Failure::usage(anyhow::anyhow!(
-            "the `{}` buffer is not supported yet by this version of wcon; use `--buffer embedded`",
-            format!("{:?}", args.buffer).to_lowercase()
-        )));
-    }
     if std::env::var("WEBHOOK_CONNECT_ENABLED").is_ok_and(|v| v.eq_ignore_ascii_case("false")) {
         return Err(Failure::usage(anyhow::anyhow!(
             "WEBHOOK_CONNECT_ENABLED=false, but relaying webhooks is what `wcon serve` does; unset it"
@@ -107,13 +119,7 @@ pub async fn run(args: Args) -> Result<ExitCode, Failure> {
         .filter(|t| !t.is_empty())
         .map(Secret::new);
 
-    let buffer: Arc<dyn Buffer> =
-        Arc::new(Embedded::open(&data_dir.join("buffer")).with_context(|| {
-            format!(
-                "opening the buffer in `{}` (is another `wcon serve` using it?)",
-                data_dir.display()
-            )
-        })?);
+    let buffer = open_buffer(&args, &data_dir)?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -142,6 +148,47 @@ pub async fn run(args: Args) -> Result<ExitCode, Failure> {
     )
     .await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The buffer `--buffer` names.
+fn open_buffer(args: &Args, data_dir: &Path) -> Result<Arc<dyn Buffer>, Failure> {
+    Ok(match args.buffer {
+        BufferKind::Embedded => {
+            Arc::new(Embedded::open(&data_dir.join("buffer")).with_context(|| {
+                format!(
+                    "opening the buffer in `{}` (is another `wcon serve` using it?)",
+                    data_dir.display()
+                )
+            })?)
+        }
+        BufferKind::Redis => open_redis(args)?,
+        BufferKind::Rabbitmq => {
+            return Err(Failure::usage(anyhow::anyhow!(
+                "the `rabbitmq` buffer is not supported yet by this version of wcon; use `--buffer redis` to run several instances"
+            )));
+        }
+    })
+}
+
+#[cfg(feature = "redis")]
+fn open_redis(args: &Args) -> Result<Arc<dyn Buffer>, Failure> {
+    let options = wcon::buffer::RedisOptions {
+        url: Secret::new(args.redis_url.clone()),
+        prefix: args.redis_prefix.clone(),
+    };
+    let buffer = wcon::buffer::RedisBuffer::open(&options).map_err(|e| {
+        Failure::usage(anyhow::anyhow!(
+            "--redis-url / WEBHOOK_CONNECT_REDIS_URL: {e}"
+        ))
+    })?;
+    Ok(Arc::new(buffer))
+}
+
+#[cfg(not(feature = "redis"))]
+fn open_redis(_: &Args) -> Result<Arc<dyn Buffer>, Failure> {
+    Err(Failure::usage(anyhow::anyhow!(
+        "this wcon was built without the `redis` feature; rebuild with `--features redis` or use `--buffer embedded`"
+    )))
 }
 
 fn load_config(args: &Args, data_dir: &Path) -> Result<Loaded, Failure> {

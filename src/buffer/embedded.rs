@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     Buffer, BufferError, BufferStats, ChannelSettings, DeadLetter, DeadReason, DeadSelection,
-    InFlight, NackOutcome, NewMessage, Stored,
+    InFlight, NackOutcome, NewMessage, Stored, TokenRotation,
 };
 use crate::message::{Message, MessageMeta, decode_meta};
 use crate::protocol::{ChannelName, ConnectionId, MessageId};
@@ -954,6 +954,31 @@ impl Buffer for Embedded {
         Ok(ids)
     }
 
+    async fn token_rotation(
+        &self,
+        name: &ChannelName,
+    ) -> Result<Option<TokenRotation>, BufferError> {
+        let raw = self
+            .inner
+            .store
+            .meta
+            .get(meta_key("token", name))
+            .map_err(storage)?;
+        raw.map(|r| serde_json::from_slice(&r))
+            .transpose()
+            .map_err(storage)
+    }
+
+    async fn save_token_rotation(
+        &self,
+        name: &ChannelName,
+        rotation: &TokenRotation,
+    ) -> Result<(), BufferError> {
+        let value = serde_json::to_vec(rotation).map_err(storage)?;
+        self.write(vec![Op::Put(Space::Meta, meta_key("token", name), value)])
+            .await
+    }
+
     async fn healthy(&self) -> bool {
         !self.inner.stop.is_cancelled() && self.write(Vec::new()).await.is_ok()
     }
@@ -984,305 +1009,14 @@ impl Drop for Inner {
 
 #[cfg(test)]
 mod tests {
+    //! The queue behaviour is in the contract suite (`super::super::contract`); here only what
+    //! is the embedded buffer's own.
     use super::*;
-    use std::collections::BTreeMap;
-
-    fn settings(name: &str) -> ChannelSettings {
-        ChannelSettings {
-            name: name.into(),
-            max_queue_size: 3,
-            ttl: Duration::from_secs(3600),
-            ack_timeout: Duration::from_secs(30),
-            max_delivery_attempts: 2,
-        }
-    }
-
-    fn new(channel: &str, body: &'static [u8]) -> NewMessage {
-        NewMessage {
-            channel: channel.into(),
-            webhook_id: "w".into(),
-            source_ip: None,
-            headers: BTreeMap::new(),
-            body: Bytes::from_static(body),
-        }
-    }
-
-    async fn open(dir: &Path, s: ChannelSettings) -> Embedded {
-        let b = Embedded::open(dir).unwrap();
-        b.configure(&[s]).await.unwrap();
-        b
-    }
-
-    #[tokio::test]
-    async fn enqueue_lease_ack_and_full() {
-        let dir = tempfile::tempdir().unwrap();
-        let b = open(dir.path(), settings("c")).await;
-        let ch: ChannelName = "c".into();
-        let conn: ConnectionId = "k".into();
-        let s1 = b.enqueue(new("c", b"one")).await.unwrap();
-        b.enqueue(new("c", b"two")).await.unwrap();
-        b.enqueue(new("c", b"three")).await.unwrap();
-        assert!(matches!(
-            b.enqueue(new("c", b"four")).await,
-            Err(BufferError::Full(_))
-        ));
-        let m = b.next(&ch, &conn, 10).await.unwrap();
-        assert_eq!(
-            (m.id.clone(), &m.body[..], m.delivery_count),
-            (s1.id.clone(), &b"one"[..], 1)
-        );
-        assert!(b.ack(&ch, &conn, &m.id).await.unwrap());
-        assert!(
-            !b.ack(&ch, &conn, &m.id).await.unwrap(),
-            "a second ack is ignored"
-        );
-        let stats = b.stats(&ch).await.unwrap();
-        assert_eq!((stats.messages_queued, stats.messages_delivered), (2, 1));
-    }
-
-    #[tokio::test]
-    async fn messages_survive_a_reopen_and_sequences_continue() {
-        let dir = tempfile::tempdir().unwrap();
-        let ch: ChannelName = "c".into();
-        {
-            let b = open(dir.path(), settings("c")).await;
-            b.enqueue(new("c", b"kept")).await.unwrap();
-            let m = b.next(&ch, &"k".into(), 10).await.unwrap();
-            assert_eq!(m.sequence, 1);
-            b.close().await;
-        }
-        let b = open(dir.path(), settings("c")).await;
-        let m = b.next(&ch, &"k2".into(), 10).await.unwrap();
-        assert_eq!(
-            &m.body[..],
-            b"kept",
-            "an unacked lease is queued again after a restart"
-        );
-        assert_eq!(b.enqueue(new("c", b"x")).await.unwrap().sequence, 2);
-    }
-
-    #[tokio::test]
-    async fn nack_without_retry_dead_letters_with_the_reason() {
-        let dir = tempfile::tempdir().unwrap();
-        let b = open(dir.path(), settings("c")).await;
-        let (ch, conn): (ChannelName, ConnectionId) = ("c".into(), "k".into());
-        b.enqueue(new("c", b"bad")).await.unwrap();
-        let m = b.next(&ch, &conn, 10).await.unwrap();
-        let out = b
-            .nack(&ch, &conn, &m.id, false, Some("target answered 400".into()))
-            .await
-            .unwrap();
-        assert_eq!(out, Some(NackOutcome::DeadLettered));
-        let dead = b.dead_letters(&ch, 10, 0).await.unwrap();
-        assert_eq!(dead.len(), 1);
-        assert_eq!(
-            (dead[0].reason, dead[0].error.as_deref()),
-            (DeadReason::Rejected, Some("target answered 400"))
-        );
-        assert_eq!(&dead[0].message.body[..], b"bad");
-        assert_eq!(b.stats(&ch).await.unwrap().messages_dead_lettered, 1);
-    }
-
-    #[tokio::test]
-    async fn retries_past_the_attempt_limit_dead_letter() {
-        let dir = tempfile::tempdir().unwrap();
-        let b = open(dir.path(), settings("c")).await;
-        let (ch, conn): (ChannelName, ConnectionId) = ("c".into(), "k".into());
-        b.enqueue(new("c", b"flaky")).await.unwrap();
-        let m = b.next(&ch, &conn, 10).await.unwrap();
-        assert_eq!(
-            b.nack(&ch, &conn, &m.id, true, None).await.unwrap(),
-            Some(NackOutcome::Requeued)
-        );
-        let m = tokio::time::timeout(Duration::from_secs(5), b.next(&ch, &conn, 10))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(m.delivery_count, 2);
-        assert_eq!(
-            b.nack(&ch, &conn, &m.id, true, None).await.unwrap(),
-            Some(NackOutcome::DeadLettered)
-        );
-        assert_eq!(
-            b.dead_letters(&ch, 10, 0).await.unwrap()[0].reason,
-            DeadReason::MaxAttempts
-        );
-    }
-
-    #[tokio::test]
-    async fn max_in_flight_and_release() {
-        let dir = tempfile::tempdir().unwrap();
-        let b = open(dir.path(), settings("c")).await;
-        let (ch, conn): (ChannelName, ConnectionId) = ("c".into(), "k".into());
-        b.enqueue(new("c", b"1")).await.unwrap();
-        b.enqueue(new("c", b"2")).await.unwrap();
-        let first = b.next(&ch, &conn, 1).await.unwrap();
-        let blocked = tokio::time::timeout(Duration::from_millis(200), b.next(&ch, &conn, 1)).await;
-        assert!(
-            blocked.is_err(),
-            "a connection at max_in_flight gets nothing more"
-        );
-        let other = b.next(&ch, &"other".into(), 1).await.unwrap();
-        assert_ne!(first.id, other.id, "another connection is not blocked");
-        assert_eq!(b.release(&ch, &conn).await.unwrap(), 1);
-        let again = b.next(&ch, &"third".into(), 1).await.unwrap();
-        assert_eq!(again.id, first.id);
-        assert_eq!(again.delivery_count, 2);
-    }
-
-    #[tokio::test]
-    async fn ack_timeout_redelivers_and_ttl_dead_letters() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = settings("c");
-        s.ack_timeout = Duration::from_millis(300);
-        let b = open(dir.path(), s).await;
-        let ch: ChannelName = "c".into();
-        b.enqueue(new("c", b"slow")).await.unwrap();
-        let m = b.next(&ch, &"k".into(), 10).await.unwrap();
-        let again = tokio::time::timeout(Duration::from_secs(5), b.next(&ch, &"k2".into(), 10))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(again.id, m.id);
-
-        let mut s = settings("t");
-        s.ttl = Duration::from_millis(100);
-        b.configure(&[s]).await.unwrap();
-        let t: ChannelName = "t".into();
-        b.enqueue(new("t", b"old")).await.unwrap();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while b.stats(&t).await.unwrap().messages_expired == 0 {
-            assert!(Instant::now() < deadline, "the message never expired");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let dead = b.dead_letters(&t, 10, 0).await.unwrap();
-        assert_eq!(dead[0].reason, DeadReason::Expired);
-    }
-
-    /// Dead-letters one message per body (nack without retry) and returns their ids.
-    async fn bury_all(b: &Embedded, bodies: &[&'static [u8]]) -> Vec<MessageId> {
-        let (ch, conn): (ChannelName, ConnectionId) = ("c".into(), "k".into());
-        let mut ids = Vec::new();
-        for body in bodies {
-            b.enqueue(new("c", body)).await.unwrap();
-            let m = b.next(&ch, &conn, 10).await.unwrap();
-            b.nack(&ch, &conn, &m.id, false, Some("target answered 400".into()))
-                .await
-                .unwrap();
-            ids.push(m.id);
-        }
-        ids
-    }
-
-    #[tokio::test]
-    async fn replay_requeues_with_attempts_reset_and_survives_a_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let ch: ChannelName = "c".into();
-        let ids = {
-            let b = open(dir.path(), settings("c")).await;
-            let ids = bury_all(&b, &[b"a", b"b"]).await;
-            let detail = b.dead_letter(&ch, &ids[1]).await.unwrap().unwrap();
-            assert_eq!(
-                (&detail.message.body[..], detail.error.as_deref()),
-                (&b"b"[..], Some("target answered 400"))
-            );
-            assert!(b.dead_letter(&ch, &"msg_0".into()).await.unwrap().is_none());
-            let replayed = b
-                .replay_dead(
-                    &ch,
-                    &DeadSelection::Ids(vec![ids[1].clone(), "msg_0".into()]),
-                )
-                .await
-                .unwrap();
-            assert_eq!(replayed, vec![ids[1].clone()], "unknown ids are skipped");
-            let stats = b.stats(&ch).await.unwrap();
-            assert_eq!(
-                (stats.messages_queued, stats.messages_dead_lettered),
-                (1, 1)
-            );
-            b.close().await;
-            ids
-        };
-        let b = open(dir.path(), settings("c")).await;
-        let stats = b.stats(&ch).await.unwrap();
-        assert_eq!(
-            (stats.messages_queued, stats.messages_dead_lettered),
-            (1, 1),
-            "the replay is durable"
-        );
-        let m = b.next(&ch, &"k".into(), 10).await.unwrap();
-        assert_eq!((m.id.clone(), &m.body[..]), (ids[1].clone(), &b"b"[..]));
-        assert_eq!(m.delivery_count, 1, "attempts start again from zero");
-        let dead = b.dead_letters(&ch, 10, 0).await.unwrap();
-        assert_eq!(dead.len(), 1);
-        assert_eq!(dead[0].message.id, ids[0]);
-    }
-
-    #[tokio::test]
-    async fn replay_all_and_by_time_and_in_flight_listing() {
-        let dir = tempfile::tempdir().unwrap();
-        let b = open(dir.path(), settings("c")).await;
-        let ch: ChannelName = "c".into();
-        let before = Utc::now();
-        bury_all(&b, &[b"a", b"b"]).await;
-        let future = DeadSelection::Between {
-            since: Some(Utc::now() + chrono::Duration::hours(1)),
-            until: None,
-        };
-        assert!(b.replay_dead(&ch, &future).await.unwrap().is_empty());
-        let window = DeadSelection::Between {
-            since: Some(before),
-            until: Some(Utc::now() + chrono::Duration::seconds(1)),
-        };
-        assert_eq!(b.replay_dead(&ch, &window).await.unwrap().len(), 2);
-        assert!(
-            b.replay_dead(&ch, &DeadSelection::All)
-                .await
-                .unwrap()
-                .is_empty()
-        );
-        let m = b.next(&ch, &"k".into(), 10).await.unwrap();
-        let leased = b.in_flight(&ch, 10).await.unwrap();
-        assert_eq!(leased.len(), 1);
-        assert_eq!(
-            (&leased[0].meta.id, leased[0].connection.as_str()),
-            (&m.id, "k")
-        );
-        assert_eq!(b.queued(&ch, 10).await.unwrap().len(), 1);
-    }
-
-    #[tokio::test]
-    async fn purge_deletes_for_good() {
-        let dir = tempfile::tempdir().unwrap();
-        let ch: ChannelName = "c".into();
-        {
-            let b = open(dir.path(), settings("c")).await;
-            let ids = bury_all(&b, &[b"a", b"b", b"c"]).await;
-            let purged = b
-                .purge_dead(&ch, &DeadSelection::Ids(vec![ids[0].clone()]))
-                .await
-                .unwrap();
-            assert_eq!(purged, vec![ids[0].clone()]);
-            assert_eq!(b.stats(&ch).await.unwrap().messages_dead_lettered, 2);
-            assert_eq!(
-                b.purge_dead(&ch, &DeadSelection::All).await.unwrap().len(),
-                2
-            );
-            b.close().await;
-        }
-        let b = open(dir.path(), settings("c")).await;
-        assert!(b.dead_letters(&ch, 10, 0).await.unwrap().is_empty());
-        let stats = b.stats(&ch).await.unwrap();
-        assert_eq!(
-            (stats.messages_dead_lettered, stats.messages_queued),
-            (0, 0)
-        );
-    }
 
     #[tokio::test]
     async fn another_process_cannot_open_the_same_directory() {
         let dir = tempfile::tempdir().unwrap();
-        let _b = open(dir.path(), settings("c")).await;
+        let _b = Embedded::open(dir.path()).unwrap();
         assert!(Embedded::open(dir.path()).is_err());
     }
 }

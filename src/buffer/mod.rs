@@ -4,7 +4,11 @@
 //! connection, ack / nack / release, ack timeouts, TTL and dead letters, stats). It does not
 //! know about HTTP or WebSockets: the receiver calls it.
 
+#[cfg(test)]
+mod contract;
 pub mod embedded;
+#[cfg(feature = "redis")]
+pub mod redis;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -20,6 +24,8 @@ use crate::message::{Message, MessageMeta};
 use crate::protocol::{ChannelName, ConnectionId, MessageId, WebhookId};
 
 pub use embedded::Embedded;
+#[cfg(feature = "redis")]
+pub use redis::{RedisBuffer, RedisOptions};
 
 /// The limits a buffer enforces for one channel.
 #[derive(Debug, Clone, PartialEq)]
@@ -172,6 +178,20 @@ pub struct BufferStats {
     pub messages_dead_lettered: u64,
 }
 
+/// A channel token rotated through the admin API, as every instance on the backend sees it.
+/// Only SHA-256 digests (lowercase hex) are kept; the plain token is shown once, to the caller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRotation {
+    /// Digest of the token in force now.
+    pub current_sha256: String,
+    /// Digest of the token it replaced, accepted until `previous_valid_until`.
+    pub previous_sha256: Option<String>,
+    /// End of the grace period of the previous token.
+    pub previous_valid_until: Option<DateTime<Utc>>,
+    /// When the rotation happened.
+    pub rotated_at: DateTime<Utc>,
+}
+
 /// Errors of a buffer.
 #[derive(Debug, thiserror::Error)]
 pub enum BufferError {
@@ -281,6 +301,20 @@ pub trait Buffer: Send + Sync + 'static {
         channel: &ChannelName,
         selection: &DeadSelection,
     ) -> Result<Vec<MessageId>, BufferError>;
+
+    /// The last rotation of a channel's token, if it was ever rotated. It overrides the token
+    /// of the config file.
+    async fn token_rotation(
+        &self,
+        channel: &ChannelName,
+    ) -> Result<Option<TokenRotation>, BufferError>;
+
+    /// Stores a rotation durably (it survives restarts and is seen by every instance).
+    async fn save_token_rotation(
+        &self,
+        channel: &ChannelName,
+        rotation: &TokenRotation,
+    ) -> Result<(), BufferError>;
 
     /// Whether the backend is reachable and writable.
     async fn healthy(&self) -> bool;

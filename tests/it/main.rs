@@ -13,5 +13,7 @@ mod hardening;
 mod module_e2e;
 mod modules;
 mod relay;
+#[cfg(feature = "redis")]
+mod scale;
 mod support;
 mod transports;
