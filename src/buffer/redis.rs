@@ -79,9 +79,12 @@ struct Inner {
     channels: Mutex<HashMap<ChannelName, Arc<Channel>>>,
     /// Messages leased by a `next` whose caller went away before it returned; handed to the
     /// next call of the same connection (this keeps `next` cancel-safe).
-    stash: Mutex<HashMap<(ChannelName, ConnectionId), VecDeque<(Instant, Message)>>>,
+    stash: Mutex<HashMap<(ChannelName, ConnectionId), Stash>>,
     stop: CancellationToken,
 }
+
+/// Leased messages waiting for their connection's next call, with when they were leased.
+type Stash = VecDeque<(Instant, Message)>;
 
 struct Channel {
     settings: Mutex<ChannelSettings>,
