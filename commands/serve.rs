@@ -55,7 +55,7 @@ pub struct Args {
     /// Buffer backend.
     #[arg(long, env = "WEBHOOK_CONNECT_BUFFER", value_enum, default_value_t = BufferKind::Embedded)]
     buffer: BufferKind,
-    /// Redis of `--buffer redis`: redis://[user:password@]host:port[/db], rediss://…, or
+    /// Redis of `--buffer redis`: redis://[user:password@]host:port[/db] or
     /// redis+sentinel://[user:password@]host:port[,host:port…]/master_name[/db].
     #[arg(
         long,

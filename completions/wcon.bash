@@ -881,7 +881,7 @@ _wcon() {
             return 0
             ;;
         wcon__subcmd__serve)
-            opts="-h -V --listen --config-dir --webhooks --connections --data-dir --max-body-bytes --cors-origin --buffer --log-level --log-format --help --version"
+            opts="-h -V --listen --config-dir --webhooks --connections --data-dir --max-body-bytes --cors-origin --buffer --redis-url --redis-prefix --log-level --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -917,6 +917,14 @@ _wcon() {
                     ;;
                 --buffer)
                     COMPREPLY=($(compgen -W "embedded redis rabbitmq" -- "${cur}"))
+                    return 0
+                    ;;
+                --redis-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --redis-prefix)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --log-level)

@@ -126,6 +126,7 @@ macro_rules! all_contract_tests {
                 ack_timeout_redelivers_and_ttl_dead_letters,
                 ack_timeout_past_the_attempt_limit_dead_letters,
                 delivery_follows_the_sequence,
+                next_ready_batches_what_is_waiting,
                 replay_requeues_with_attempts_reset_and_survives_a_reopen,
                 replay_all_and_by_time_and_in_flight_listing,
                 purge_deletes_for_good,
@@ -414,6 +415,33 @@ async fn delivery_follows_the_sequence(backend: &dyn Backend) {
         "released messages come back first, in order"
     );
     assert!(again[3] > sequences[2]);
+}
+
+async fn next_ready_batches_what_is_waiting(backend: &dyn Backend) {
+    let mut s = settings("c");
+    s.max_queue_size = 100;
+    let b = backend.open(&[s]).await;
+    let (ch, conn): (ChannelName, ConnectionId) = ("c".into(), "k".into());
+    for body in [&b"1"[..], b"2", b"3", b"4"] {
+        b.enqueue(new("c", body)).await.unwrap();
+    }
+    let first = b.next(&ch, &conn, 3).await.unwrap();
+    let more = b.next_ready(&ch, &conn, 3, 10).await.unwrap();
+    let sequences: Vec<u64> = more.iter().map(|m| m.sequence).collect();
+    assert_eq!(
+        sequences,
+        vec![first.sequence + 1, first.sequence + 2],
+        "what is waiting, in order, up to max_in_flight"
+    );
+    let stats = b.stats(&ch).await.unwrap();
+    assert_eq!((stats.messages_in_flight, stats.messages_queued), (3, 1));
+    assert!(b.next_ready(&ch, &conn, 3, 10).await.unwrap().is_empty());
+    for m in std::iter::once(&first).chain(&more) {
+        assert!(b.ack(&ch, &conn, &m.id).await.unwrap());
+    }
+    let last = b.next_ready(&ch, &conn, 3, 10).await.unwrap();
+    assert_eq!(last.len(), 1);
+    assert!(b.next_ready(&ch, &conn, 3, 10).await.unwrap().is_empty());
 }
 
 /// Dead-letters one message per body (nack without retry) and returns their ids.

@@ -48,10 +48,6 @@ use crate::secret::Secret;
 const SWEEP_INTERVAL: Duration = Duration::from_millis(250);
 /// How often a waiting `next` looks again for work another instance made available.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
-/// Most messages one lease call takes for a connection (the rest of a batch waits in the
-/// stash for the connection's next calls). One: a message leased ahead of a call would count
-/// as in flight, and be kept from other connections, before anyone asked for it.
-const LEASE_BATCH: u32 = 1;
 /// Leased messages not picked up from the stash within this time go back to the queue.
 const STASH_TTL: Duration = Duration::from_secs(1);
 /// Longest wait before a nacked message is offered again (as the embedded buffer).
@@ -60,7 +56,7 @@ const MAX_RETRY_DELAY_MS: u64 = 60_000;
 /// Where the Redis buffer connects and which keys it uses.
 #[derive(Debug, Clone)]
 pub struct RedisOptions {
-    /// `redis://[user:password@]host:port[/db]`, `rediss://…`, or
+    /// `redis://[user:password@]host:port[/db]` or
     /// `redis+sentinel://[user:password@]host:port[,host:port…]/master_name[/db]`.
     pub url: Secret<String>,
     /// Prefix of every key (lets several deployments, or tests, share one Redis).
@@ -733,18 +729,19 @@ impl RedisBuffer {
         })
     }
 
-    /// One lease attempt of up to [`LEASE_BATCH`] messages: `true` when some were leased (and
-    /// put into the stash of the connection).
+    /// One lease attempt of up to `batch` messages: `true` when some were leased (and put into
+    /// the stash of the connection).
     async fn lease(
         &self,
         channel: &Channel,
         name: &ChannelName,
         connection: &ConnectionId,
         max_in_flight: u32,
+        batch: usize,
     ) -> Result<bool, BufferError> {
         loop {
             let max = max_in_flight.to_string();
-            let batch = LEASE_BATCH.to_string();
+            let batch = batch.to_string();
             let got = self
                 .run(
                     &scripts().lease,
@@ -808,6 +805,27 @@ impl RedisBuffer {
                 .extend(leased);
             return Ok(true);
         }
+    }
+
+    /// [`Self::lease`] in a task of its own: if the caller is dropped, what was leased still
+    /// lands in the stash for the connection's next call (this keeps `next` cancel-safe).
+    async fn lease_in_task(
+        &self,
+        channel: &Arc<Channel>,
+        name: &ChannelName,
+        connection: &ConnectionId,
+        max_in_flight: u32,
+        batch: usize,
+    ) -> Result<bool, BufferError> {
+        let (me, ch, n, c) = (
+            self.clone(),
+            channel.clone(),
+            name.clone(),
+            connection.clone(),
+        );
+        tokio::spawn(async move { me.lease(&ch, &n, &c, max_in_flight, batch).await })
+            .await
+            .map_err(|e| storage(format!("lease task failed: {e}")))?
     }
 
     fn pop_stash(&self, name: &ChannelName, connection: &ConnectionId) -> Option<Message> {
@@ -1058,18 +1076,10 @@ impl Buffer for RedisBuffer {
             if self.inner.stop.is_cancelled() {
                 return Err(BufferError::Closed);
             }
-            // The lease runs in its own task: if this call is dropped, the leased message
-            // still lands in the stash for the connection's next call.
-            let (me, ch, n, c) = (
-                self.clone(),
-                channel.clone(),
-                name.clone(),
-                connection.clone(),
-            );
-            let leased = tokio::spawn(async move { me.lease(&ch, &n, &c, max_in_flight).await })
-                .await
-                .map_err(|e| storage(format!("lease task failed: {e}")))??;
-            if leased {
+            if self
+                .lease_in_task(&channel, name, connection, max_in_flight, 1)
+                .await?
+            {
                 continue;
             }
             tokio::select! {
@@ -1078,6 +1088,44 @@ impl Buffer for RedisBuffer {
                 _ = self.inner.stop.cancelled() => return Err(BufferError::Closed),
             }
         }
+    }
+
+    async fn next_ready(
+        &self,
+        name: &ChannelName,
+        connection: &ConnectionId,
+        max_in_flight: u32,
+        max: usize,
+    ) -> Result<Vec<Message>, BufferError> {
+        let channel = self.channel(name)?;
+        let mut ready = Vec::new();
+        while ready.len() < max {
+            match self.pop_stash(name, connection) {
+                Some(m) => ready.push(m),
+                None => break,
+            }
+        }
+        if ready.len() < max && !self.inner.stop.is_cancelled() {
+            let batch = max - ready.len();
+            match self
+                .lease_in_task(&channel, name, connection, max_in_flight, batch)
+                .await
+            {
+                Ok(true) => {
+                    while ready.len() < max {
+                        match self.pop_stash(name, connection) {
+                            Some(m) => ready.push(m),
+                            None => break,
+                        }
+                    }
+                }
+                Ok(false) => {}
+                // What is already leased is handed out; the error shows at the next call.
+                Err(e) if ready.is_empty() => return Err(e),
+                Err(_) => {}
+            }
+        }
+        Ok(ready)
     }
 
     async fn ack(
