@@ -40,7 +40,7 @@ set edit:completion:arg-completer[wcon] = {|@words|
             cand --max-body-bytes 'Body limit in bytes of webhooks that set no `max_body_bytes`'
             cand --cors-origin 'Browser origin allowed to call the API (CORS), e.g. https://app.example.com; repeatable. Without one, CORS is off. `*` is refused'
             cand --buffer 'Buffer backend'
-            cand --redis-url 'Redis of `--buffer redis`: redis://[user:password@]host:port[/db], rediss://…, or redis+sentinel://[user:password@]host:port[,host:port…]/master_name[/db]'
+            cand --redis-url 'Redis of `--buffer redis`: redis://[user:password@]host:port[/db] or redis+sentinel://[user:password@]host:port[,host:port…]/master_name[/db]'
             cand --redis-prefix 'Prefix of the Redis keys of `--buffer redis` (deployments sharing one Redis need their own)'
             cand --log-level 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set'
             cand --log-format 'Log format'

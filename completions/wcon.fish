@@ -45,7 +45,7 @@ complete -c wcon -n "__fish_wcon_using_subcommand serve" -l cors-origin -d 'Brow
 complete -c wcon -n "__fish_wcon_using_subcommand serve" -l buffer -d 'Buffer backend' -r -f -a "embedded\t'A durable store under the data directory; no server needed'
 redis\t'Redis Streams (several instances)'
 rabbitmq\t'RabbitMQ queues'"
-complete -c wcon -n "__fish_wcon_using_subcommand serve" -l redis-url -d 'Redis of `--buffer redis`: redis://[user:password@]host:port[/db], rediss://…, or redis+sentinel://[user:password@]host:port[,host:port…]/master_name[/db]' -r
+complete -c wcon -n "__fish_wcon_using_subcommand serve" -l redis-url -d 'Redis of `--buffer redis`: redis://[user:password@]host:port[/db] or redis+sentinel://[user:password@]host:port[,host:port…]/master_name[/db]' -r
 complete -c wcon -n "__fish_wcon_using_subcommand serve" -l redis-prefix -d 'Prefix of the Redis keys of `--buffer redis` (deployments sharing one Redis need their own)' -r
 complete -c wcon -n "__fish_wcon_using_subcommand serve" -l log-level -d 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set' -r
 complete -c wcon -n "__fish_wcon_using_subcommand serve" -l log-format -d 'Log format' -r -f -a "text\t'For people'
