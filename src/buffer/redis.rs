@@ -48,6 +48,8 @@ use crate::secret::Secret;
 const SWEEP_INTERVAL: Duration = Duration::from_millis(250);
 /// How often a waiting `next` looks again for work another instance made available.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// Sweeps between two clean-ups of idle consumers.
+const FORGET_EVERY: u64 = 120;
 /// Leased messages not picked up from the stash within this time go back to the queue.
 const STASH_TTL: Duration = Duration::from_secs(1);
 /// Longest wait before a nacked message is offered again (as the embedded buffer).
@@ -284,10 +286,12 @@ redis.call('XGROUP', 'DELCONSUMER', s, G, c)
 return #p
 "#;
 
-/// ARGV: now ms, ack timeout ms, max attempts, now (RFC 3339), ack timeout s. Due retries to
-/// the ready set, leases past their ack timeout (also those of instances that died) to the
-/// ready set or the dead letters, expired messages at the heads of the queue to the dead
-/// letters. Returns how many messages became deliverable.
+/// ARGV: now ms, ack timeout ms, max attempts, now (RFC 3339), ack timeout s, whether to
+/// forget consumers. Due retries to the ready set, leases past their ack timeout (also those of
+/// instances that died) to the ready set or the dead letters, expired messages at the heads of
+/// the queue to the dead letters, and (every [`FORGET_EVERY`] sweeps) consumers idle for a
+/// minute with nothing pending deleted: every connection and long poll makes one. Returns how
+/// many messages became deliverable.
 const SWEEP: &str = r#"
 local now = tonumber(ARGV[1])
 local moved = 0
@@ -335,6 +339,17 @@ for _ = 1, 1000 do
   local e = redis.call('XRANGE', s, '(' .. last, '+', 'COUNT', 1)
   if #e == 0 or tonumber(field(e[1][2], 'e')) > now then break end
   bury(e[1][1], 'expired', '', ARGV[4], 0)
+end
+if ARGV[6] == '1' then
+  for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', s, G)) do
+    local name, pending, idle
+    for k = 1, #c, 2 do
+      if c[k] == 'name' then name = c[k + 1] elseif c[k] == 'pending' then pending = c[k + 1] elseif c[k] == 'idle' then idle = c[k + 1] end
+    end
+    if name ~= PARKED and pending == 0 and idle > 60000 then
+      redis.call('XGROUP', 'DELCONSUMER', s, G, name)
+    end
+  end
 end
 return moved
 "#;
@@ -941,6 +956,7 @@ impl RedisBuffer {
 async fn sweep(inner: std::sync::Weak<Inner>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(SWEEP_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut sweeps: u64 = 0;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -948,6 +964,8 @@ async fn sweep(inner: std::sync::Weak<Inner>, stop: CancellationToken) {
         }
         let Some(inner) = inner.upgrade() else { return };
         let buffer = RedisBuffer { inner };
+        sweeps += 1;
+        let forget = if sweeps % FORGET_EVERY == 0 { "1" } else { "0" };
         let channels: Vec<Arc<Channel>> = buffer
             .inner
             .channels
@@ -965,6 +983,7 @@ async fn sweep(inner: std::sync::Weak<Inner>, stop: CancellationToken) {
                 settings.max_delivery_attempts.to_string(),
                 crate::time::rfc3339(Utc::now()),
                 settings.ack_timeout.as_secs().to_string(),
+                forget.to_string(),
             ];
             let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
             match buffer.run(&scripts().sweep, &channel.keys, &args).await {

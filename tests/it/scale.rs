@@ -131,10 +131,16 @@ struct PrivateRedis {
     port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// The master's port, for a replica.
+    replica_of: Option<u16>,
 }
 
 impl PrivateRedis {
     fn start() -> Self {
+        Self::start_as(None)
+    }
+
+    fn start_as(replica_of: Option<u16>) -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -144,9 +150,15 @@ impl PrivateRedis {
             port,
             dir: temp_dir(),
             child: None,
+            replica_of,
         };
         r.spawn();
         r
+    }
+
+    fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> redis::RedisResult<T> {
+        let mut c = redis::Client::open(self.url())?.get_connection()?;
+        cmd.query(&mut c)
     }
 
     fn url(&self) -> String {
@@ -156,11 +168,15 @@ impl PrivateRedis {
     fn spawn(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let child = Command::new("redis-server")
-                .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            let mut cmd = Command::new("redis-server");
+            cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
                 .args(["--appendonly", "yes", "--appendfsync", "always"])
                 .args(["--save", "", "--dir"])
-                .arg(self.dir.path())
+                .arg(self.dir.path());
+            if let Some(master) = self.replica_of {
+                cmd.args(["--replicaof", "127.0.0.1", &master.to_string()]);
+            }
+            let child = cmd
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
@@ -275,6 +291,11 @@ struct PrivateSentinel {
 
 impl PrivateSentinel {
     fn start(master_port: u16) -> Self {
+        Self::start_with(master_port, "")
+    }
+
+    /// With extra `sentinel …` lines for `wcon-master`.
+    fn start_with(master_port: u16, extra: &str) -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -285,7 +306,7 @@ impl PrivateSentinel {
         std::fs::write(
             &conf,
             format!(
-                "port {port}\nbind 127.0.0.1\nsentinel monitor wcon-master 127.0.0.1 {master_port} 1\n"
+                "port {port}\nbind 127.0.0.1\nsentinel monitor wcon-master 127.0.0.1 {master_port} 1\n{extra}"
             ),
         )
         .unwrap();
@@ -368,4 +389,71 @@ async fn a_sentinel_url_finds_the_master() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn after_a_sentinel_failover_service_resumes_on_the_new_master() {
+    let mut master = PrivateRedis::start();
+    let replica = PrivateRedis::start_as(Some(master.port));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !replica
+        .query::<String>(redis::cmd("INFO").arg("replication"))
+        .is_ok_and(|i| i.contains("master_link_status:up"))
+    {
+        assert!(Instant::now() < deadline, "the replica never synced");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let sentinel = PrivateSentinel::start_with(
+        master.port,
+        "sentinel down-after-milliseconds wcon-master 1000\nsentinel failover-timeout wcon-master 5000\n",
+    );
+    let url = format!("redis+sentinel://127.0.0.1:{}/wcon-master", sentinel.port);
+    let webhooks = relay("hook", "failover", serde_json::json!({}));
+    let dir = temp_dir();
+    let serve = serve_on_redis(&webhooks, dir.path(), &url, "wcon:");
+    let sink = Sink::start().await;
+    let _tunnel = Wcon::tunnel("failover", serve.addr.unwrap(), &sink.target(), &[]);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let hook = serve.url("/webhook/hook");
+    let (status, text) = post(&client, &hook, b"{\"before\":1}".to_vec(), &[]).await;
+    assert_eq!(status, 200, "{text}");
+    sink.wait_until(Duration::from_secs(20), "the first webhook", |s| {
+        s.count() == 1
+    })
+    .await;
+
+    master.kill();
+    // Refused (503) until Sentinel promoted the replica, then accepted by it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut accepted = HashSet::new();
+    let mut n = 0;
+    while accepted.len() < 5 {
+        let body = format!("{{\"after\":{n}}}").into_bytes();
+        let (status, _) = post(&client, &hook, body.clone(), &[]).await;
+        match status {
+            200 => {
+                accepted.insert(axum::body::Bytes::from(body));
+            }
+            503 => tokio::time::sleep(Duration::from_millis(200)).await,
+            other => panic!("unexpected answer {other}"),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ingest never moved to the new master"
+        );
+        n += 1;
+    }
+    sink.wait_until(
+        Duration::from_secs(60),
+        "every webhook accepted by the new master",
+        |s| s.delivered_bodies().is_superset(&accepted),
+    )
+    .await;
+    let role: String = replica
+        .query(redis::cmd("INFO").arg("replication"))
+        .unwrap();
+    assert!(role.contains("role:master"), "{role}");
 }
