@@ -965,7 +965,11 @@ async fn sweep(inner: std::sync::Weak<Inner>, stop: CancellationToken) {
         let Some(inner) = inner.upgrade() else { return };
         let buffer = RedisBuffer { inner };
         sweeps += 1;
-        let forget = if sweeps % FORGET_EVERY == 0 { "1" } else { "0" };
+        let forget = if sweeps.is_multiple_of(FORGET_EVERY) {
+            "1"
+        } else {
+            "0"
+        };
         let channels: Vec<Arc<Channel>> = buffer
             .inner
             .channels
