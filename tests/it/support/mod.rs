@@ -256,7 +256,8 @@ impl Wcon {
 /// The buffer of every `serve` a test starts: embedded, or with `WCON_TEST_BUFFER=redis` the
 /// Redis at `WCON_TEST_REDIS_URL` under a key prefix of the serve's directory (so a restarted
 /// serve finds its channel again and tests do not share one). Lets the whole suite run against
-/// the shared backend: `WCON_TEST_BUFFER=redis cargo test --test it`.
+/// the shared backend: `WCON_TEST_BUFFER=redis cargo test --test it` (it leaves its keys under
+/// `wcon-it-*`: `redis-cli --scan --pattern 'wcon-it-*' | xargs redis-cli DEL`).
 fn buffer_env(dir: &Path) -> Vec<(&'static str, String)> {
     match std::env::var("WCON_TEST_BUFFER").as_deref() {
         Ok("redis") => {
