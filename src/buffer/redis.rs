@@ -46,8 +46,11 @@ use crate::secret::Secret;
 
 /// How often ack timeouts, due retries and TTLs are checked.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(250);
-/// How often a waiting `next` looks again for work another instance made available.
+/// How often an instance looks, once per channel with waiting `next`s, for work another
+/// instance made available (local changes wake them at once).
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// Longest a waiting `next` sleeps before it tries again by itself.
+const RECHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// Sweeps between two clean-ups of idle consumers.
 const FORGET_EVERY: u64 = 120;
 /// Leased messages not picked up from the stash within this time go back to the queue.
@@ -88,6 +91,24 @@ struct Channel {
     settings: Mutex<ChannelSettings>,
     keys: Keys,
     notify: Notify,
+    /// `next` calls waiting for work.
+    waiting: std::sync::atomic::AtomicUsize,
+}
+
+/// Counts a waiting `next` while it lives.
+struct Waiting<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(count: &'a std::sync::atomic::AtomicUsize) -> Self {
+        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// The keys of one channel, in the order every script takes them.
@@ -354,6 +375,14 @@ end
 return moved
 "#;
 
+/// Returns 1 when a message waits for a lease: in the ready set, or never delivered (the
+/// stream holds more entries than the group has pending).
+const HAS_WORK: &str = r#"
+if redis.call('ZCARD', r) > 0 then return 1 end
+if redis.call('XLEN', s) > tonumber(redis.call('XPENDING', s, G)[1]) then return 1 end
+return 0
+"#;
+
 /// Returns {queued, in flight, delivered, expired, dead}.
 const STATS: &str = r#"
 local len = redis.call('XLEN', s)
@@ -432,6 +461,7 @@ struct Scripts {
     release: Script,
     sweep: Script,
     stats: Script,
+    has_work: Script,
     queued: Script,
     in_flight: Script,
     replay: Script,
@@ -450,6 +480,7 @@ fn scripts() -> &'static Scripts {
             release: s(RELEASE),
             sweep: s(SWEEP),
             stats: s(STATS),
+            has_work: s(HAS_WORK),
             queued: s(QUEUED),
             in_flight: s(IN_FLIGHT),
             replay: s(REPLAY),
@@ -673,6 +704,7 @@ impl RedisBuffer {
             stop: CancellationToken::new(),
         });
         tokio::spawn(sweep(Arc::downgrade(&inner), inner.stop.clone()));
+        tokio::spawn(watch(Arc::downgrade(&inner), inner.stop.clone()));
         Ok(Self { inner })
     }
 
@@ -953,6 +985,37 @@ impl RedisBuffer {
     }
 }
 
+/// Wakes the waiting `next`s of a channel when there is work they did not hear of (stored,
+/// released or requeued by another instance): one cheap look per channel, not per connection.
+async fn watch(inner: std::sync::Weak<Inner>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(POLL_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let Some(inner) = inner.upgrade() else { return };
+        let buffer = RedisBuffer { inner };
+        let channels: Vec<Arc<Channel>> = buffer
+            .inner
+            .channels
+            .lock()
+            .expect("channel map lock")
+            .values()
+            .filter(|c| c.waiting.load(std::sync::atomic::Ordering::Relaxed) > 0)
+            .cloned()
+            .collect();
+        for channel in channels {
+            if let Ok(work) = buffer.run(&scripts().has_work, &channel.keys, &[]).await
+                && int(&work) == Some(1)
+            {
+                channel.notify.notify_waiters();
+            }
+        }
+    }
+}
+
 async fn sweep(inner: std::sync::Weak<Inner>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(SWEEP_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -1029,6 +1092,7 @@ impl Buffer for RedisBuffer {
                                 settings: Mutex::new(settings.clone()),
                                 keys,
                                 notify: Notify::new(),
+                                waiting: std::sync::atomic::AtomicUsize::new(0),
                             }),
                         );
                 }
@@ -1105,9 +1169,10 @@ impl Buffer for RedisBuffer {
             {
                 continue;
             }
+            let _waiting = Waiting::new(&channel.waiting);
             tokio::select! {
                 _ = notified => {}
-                _ = tokio::time::sleep(POLL_INTERVAL) => {}
+                _ = tokio::time::sleep(RECHECK_INTERVAL) => {}
                 _ = self.inner.stop.cancelled() => return Err(BufferError::Closed),
             }
         }
