@@ -18,6 +18,11 @@
 //!   stored message, the index by sequence); `p{c}:n` counters; `p{c}:q` the sequence;
 //!   `p{c}:t` the rotated token.
 //!
+//! A waiting `next` is woken at once by changes made through this instance, and within
+//! [`POLL_INTERVAL`] by changes made through another (one look per channel and instance).
+//! Leases are taken in a task of their own and handed over through a per-connection stash, so
+//! dropping a `next` loses nothing; what nobody picks up goes back to the queue.
+//!
 //! Durability is Redis's: 200 means Redis applied the write; run it with `appendonly yes`
 //! (`appendfsync always` for power-loss safety). `redis+sentinel://` URLs find the master
 //! through Sentinel and find it again after a failover. Redis Cluster is not supported by this
