@@ -19,7 +19,7 @@
 //!   `p{c}:t` the rotated token.
 //!
 //! A waiting `next` is woken at once by changes made through this instance, and within
-//! [`POLL_INTERVAL`] by changes made through another (one look per channel and instance).
+//! 50 ms (`POLL_INTERVAL`) by changes made through another (one look per channel and instance).
 //! Leases are taken in a task of their own and handed over through a per-connection stash, so
 //! dropping a `next` loses nothing; what nobody picks up goes back to the queue.
 //!
