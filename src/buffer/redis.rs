@@ -218,7 +218,15 @@ return q
 /// first (by sequence), then the oldest messages never delivered.
 const LEASE: &str = r#"
 local c, max, batch = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local room = max - #redis.call('XPENDING', s, G, '-', '+', max, c)
+-- The summary form counts per consumer without listing the entries.
+local held = 0
+local pending = redis.call('XPENDING', s, G)
+if pending[4] then
+  for _, pc in ipairs(pending[4]) do
+    if pc[1] == c then held = tonumber(pc[2]) end
+  end
+end
+local room = max - held
 if room <= 0 then return {0} end
 if batch > room then batch = room end
 local out, leased = {1}, 0
