@@ -8,7 +8,9 @@
 //! 3. end-to-end latency percentiles at a fixed rate (default 2,000 msg/s);
 //! 4. idle single-webhook latency.
 //!
-//! Run: `cargo bench --bench relay` (env: BENCH_SECONDS, BENCH_RATE, BENCH_SENDERS).
+//! Run: `cargo bench --bench relay` (env: BENCH_SECONDS, BENCH_RATE, BENCH_SENDERS, and
+//! BENCH_BUFFER = embedded (default) | redis, with BENCH_REDIS_URL, default
+//! redis://127.0.0.1:6379/; the redis run uses a key prefix of its own and deletes it after).
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -183,6 +185,19 @@ async fn main() {
     let seconds = env_u64("BENCH_SECONDS", 10);
     let rate = env_u64("BENCH_RATE", 2000);
     let senders = env_u64("BENCH_SENDERS", 64);
+    let buffer = std::env::var("BENCH_BUFFER").unwrap_or_else(|_| "embedded".into());
+    let redis_url =
+        std::env::var("BENCH_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
+    let redis_prefix = format!("wcon-bench-{:016x}:", rand::random::<u64>());
+    let serve_env: Vec<(&str, &str)> = match buffer.as_str() {
+        "embedded" => vec![],
+        "redis" => vec![
+            ("WEBHOOK_CONNECT_BUFFER", "redis"),
+            ("WEBHOOK_CONNECT_REDIS_URL", &redis_url),
+            ("WEBHOOK_CONNECT_REDIS_PREFIX", &redis_prefix),
+        ],
+        other => panic!("BENCH_BUFFER={other}: expected embedded or redis"),
+    };
     let epoch = Instant::now();
     let dir = tempfile::tempdir().unwrap();
     let token = "ch_tok_benchmark_token";
@@ -220,7 +235,7 @@ async fn main() {
             "--data-dir",
             data.to_str().unwrap(),
         ],
-        &[],
+        &serve_env,
     );
     let addr = line
         .expect("serve started")
@@ -323,12 +338,14 @@ async fn main() {
     let mut idle = arrivals.latencies_us.lock().await.clone();
     idle.sort_unstable();
 
-    println!("relaybench: {seconds}s per phase, {senders} senders, 2 cores shared by everything");
+    println!(
+        "relaybench: {buffer} buffer, {seconds}s per phase, {senders} senders, 2 cores shared by everything"
+    );
     println!("| measure | result |");
     println!("|---|---|");
     println!("| bare HTTP ceiling (same sender) | {ceiling:.0} req/s |");
     println!(
-        "| ingest, durable (fsync, group commit) | {ingest:.0} req/s ({:.0}% of ceiling) |",
+        "| ingest, durable ({buffer}) | {ingest:.0} req/s ({:.0}% of ceiling) |",
         ingest / ceiling * 100.0
     );
     println!(
@@ -348,4 +365,24 @@ async fn main() {
     );
     drop(tunnel);
     drop(serve);
+    if buffer == "redis" {
+        delete_redis_keys(&redis_url, &redis_prefix);
+    }
 }
+
+#[cfg(feature = "redis")]
+fn delete_redis_keys(url: &str, prefix: &str) {
+    let Ok(mut conn) = redis::Client::open(url).and_then(|c| c.get_connection()) else {
+        return;
+    };
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query(&mut conn)
+        .unwrap_or_default();
+    if !keys.is_empty() {
+        let _: Result<(), _> = redis::cmd("DEL").arg(keys).query(&mut conn);
+    }
+}
+
+#[cfg(not(feature = "redis"))]
+fn delete_redis_keys(_: &str, _: &str) {}

@@ -89,6 +89,24 @@ pub struct Args {
     /// 127.0.0.1:9000), not on --listen.
     #[arg(long, env = "WEBHOOK_CONNECT_ADMIN_LISTEN", value_name = "ADDR")]
     admin_listen: Option<SocketAddr>,
+    /// Redis of `--buffer redis`: redis://[user:password@]host:port[/db] or
+    /// redis+sentinel://[user:password@]host:port[,host:port…]/master_name[/db].
+    #[arg(
+        long,
+        env = "WEBHOOK_CONNECT_REDIS_URL",
+        value_name = "URL",
+        default_value = "redis://127.0.0.1:6379/",
+        hide_env_values = true
+    )]
+    redis_url: String,
+    /// Prefix of the Redis keys of `--buffer redis` (deployments sharing one Redis need their own).
+    #[arg(
+        long,
+        env = "WEBHOOK_CONNECT_REDIS_PREFIX",
+        value_name = "PREFIX",
+        default_value = "wcon:"
+    )]
+    redis_prefix: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -97,8 +115,6 @@ enum BufferKind {
     Embedded,
     /// Redis Streams (several instances).
     Redis,
-    /// RabbitMQ queues.
-    Rabbitmq,
 }
 
 /// What was loaded, and whether it is the quickstart.
@@ -108,12 +124,6 @@ struct Loaded {
 }
 
 pub async fn run(args: Args) -> Result<ExitCode, Failure> {
-    if args.buffer != BufferKind::Embedded {
-        return Err(Failure::usage(anyhow::anyhow!(
-            "the `{}` buffer is not supported yet by this version of wcon; use `--buffer embedded`",
-            format!("{:?}", args.buffer).to_lowercase()
-        )));
-    }
     if args.check {
         return Ok(check(&args).await);
     }
@@ -148,13 +158,7 @@ pub async fn run(args: Args) -> Result<ExitCode, Failure> {
         .filter(|t| !t.is_empty())
         .map(Secret::new);
 
-    let buffer: Arc<dyn Buffer> =
-        Arc::new(Embedded::open(&data_dir.join("buffer")).with_context(|| {
-            format!(
-                "opening the buffer in `{}` (is another `wcon serve` using it?)",
-                data_dir.display()
-            )
-        })?);
+    let buffer = open_buffer(&args, &data_dir)?;
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(Arc::new(
             ServerTls::load(cert, key).map_err(|e| Failure::usage(anyhow::Error::new(e)))?,
@@ -326,6 +330,42 @@ async fn check(args: &Args) -> ExitCode {
         );
     }
     report.finish()
+}
+
+/// The buffer `--buffer` names.
+fn open_buffer(args: &Args, data_dir: &Path) -> Result<Arc<dyn Buffer>, Failure> {
+    Ok(match args.buffer {
+        BufferKind::Embedded => {
+            Arc::new(Embedded::open(&data_dir.join("buffer")).with_context(|| {
+                format!(
+                    "opening the buffer in `{}` (is another `wcon serve` using it?)",
+                    data_dir.display()
+                )
+            })?)
+        }
+        BufferKind::Redis => open_redis(args)?,
+    })
+}
+
+#[cfg(feature = "redis")]
+fn open_redis(args: &Args) -> Result<Arc<dyn Buffer>, Failure> {
+    let options = wcon::buffer::RedisOptions {
+        url: Secret::new(args.redis_url.clone()),
+        prefix: args.redis_prefix.clone(),
+    };
+    let buffer = wcon::buffer::RedisBuffer::open(&options).map_err(|e| {
+        Failure::usage(anyhow::anyhow!(
+            "--redis-url / WEBHOOK_CONNECT_REDIS_URL: {e}"
+        ))
+    })?;
+    Ok(Arc::new(buffer))
+}
+
+#[cfg(not(feature = "redis"))]
+fn open_redis(_: &Args) -> Result<Arc<dyn Buffer>, Failure> {
+    Err(Failure::usage(anyhow::anyhow!(
+        "this wcon was built without the `redis` feature; rebuild with `--features redis` or use `--buffer embedded`"
+    )))
 }
 
 /// The webhooks.json and connections.json paths `args` name.

@@ -47,6 +47,8 @@ set edit:completion:arg-completer[wcon] = {|@words|
             cand --tls-cert 'PEM certificate chain: serve HTTPS and WSS (needs --tls-key). Reloaded when the file changes or on SIGHUP, without dropping connections'
             cand --tls-key 'PEM private key of --tls-cert'
             cand --admin-listen 'Serve the admin API only on this address (plain HTTP; keep it private, e.g. 127.0.0.1:9000), not on --listen'
+            cand --redis-url 'Redis of `--buffer redis`: redis://[user:password@]host:port[/db] or redis+sentinel://[user:password@]host:port[,host:port…]/master_name[/db]'
+            cand --redis-prefix 'Prefix of the Redis keys of `--buffer redis` (deployments sharing one Redis need their own)'
             cand --log-level 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set'
             cand --log-format 'Log format: `text` for people, `json` for one JSON object per line (log shippers)'
             cand --profile 'Profile of config.toml (in the platform config dir, or $WCON_CONFIG_DIR) giving --server, --admin-token and saved channel tokens; flags and env vars win over it'

@@ -4,7 +4,11 @@
 //! connection, ack / nack / release, ack timeouts, TTL and dead letters, stats). It does not
 //! know about HTTP or WebSockets: the receiver calls it.
 
+#[cfg(test)]
+mod contract;
 pub mod embedded;
+#[cfg(feature = "redis")]
+pub mod redis;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -20,6 +24,8 @@ use crate::message::{Message, MessageMeta};
 use crate::protocol::{ChannelName, ConnectionId, MessageId, WebhookId};
 
 pub use embedded::Embedded;
+#[cfg(feature = "redis")]
+pub use redis::{RedisBuffer, RedisOptions};
 
 /// The limits a buffer enforces for one channel.
 #[derive(Debug, Clone, PartialEq)]
@@ -226,6 +232,28 @@ pub trait Buffer: Send + Sync + 'static {
         connection: &ConnectionId,
         max_in_flight: u32,
     ) -> Result<Message, BufferError>;
+
+    /// Leases, without waiting for new ones, up to `max` more messages that are ready now (to
+    /// send them in one batch after `next`). The default takes them from `next` while it
+    /// answers at once; a backend over the network leases them in one round trip.
+    async fn next_ready(
+        &self,
+        channel: &ChannelName,
+        connection: &ConnectionId,
+        max_in_flight: u32,
+        max: usize,
+    ) -> Result<Vec<Message>, BufferError> {
+        use futures_util::FutureExt as _;
+        let mut ready = Vec::new();
+        while ready.len() < max {
+            match self.next(channel, connection, max_in_flight).now_or_never() {
+                Some(Ok(m)) => ready.push(m),
+                Some(Err(e)) if ready.is_empty() => return Err(e),
+                _ => break,
+            }
+        }
+        Ok(ready)
+    }
 
     /// Acks a message leased to `connection`. `Ok(false)`: it was not in flight there (ignored).
     async fn ack(

@@ -17,6 +17,8 @@ mod modules;
 mod monitoring;
 mod relay;
 mod rotate;
+#[cfg(feature = "redis")]
+mod scale;
 mod security;
 mod support;
 mod transports;

@@ -13,7 +13,6 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::response::{IntoResponse, Response};
-use futures_util::FutureExt as _;
 use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 
@@ -101,15 +100,13 @@ pub async fn poll(
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
     let mut messages = vec![first];
-    while messages.len() < limit as usize {
-        match state
-            .buffer
-            .next(name, &connection.id, limit)
-            .now_or_never()
-        {
-            Some(Ok(more)) => messages.push(more),
-            _ => break,
-        }
+    match state
+        .buffer
+        .next_ready(name, &connection.id, limit, limit as usize - 1)
+        .await
+    {
+        Ok(more) => messages.extend(more),
+        Err(e) => tracing::debug!(channel = %name, error = %e, "answering with one message"),
     }
     connection
         .messages_sent

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::response::{IntoResponse, Response};
-use futures_util::{FutureExt as _, SinkExt, StreamExt};
+use futures_util::{SinkExt, StreamExt};
 use http::HeaderMap;
 use tokio::sync::mpsc;
 
@@ -144,11 +144,8 @@ async fn write_loop(
                         // Queue this frame and any others already waiting, then flush once:
                         // under load that is one write for many frames instead of one each.
                         let mut batch = vec![message];
-                        while batch.len() < MAX_BATCH {
-                            match state.buffer.next(channel.name(), &connection.id, channel.config.max_in_flight).now_or_never() {
-                                Some(Ok(more)) => batch.push(more),
-                                _ => break,
-                            }
+                        if let Ok(more) = state.buffer.next_ready(channel.name(), &connection.id, channel.config.max_in_flight, MAX_BATCH - 1).await {
+                            batch.extend(more);
                         }
                         for message in batch {
                             meters.handed_out(&message.id, message.received_at);

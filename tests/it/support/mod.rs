@@ -93,7 +93,9 @@ impl Wcon {
         )
         .unwrap();
         let data = dir.join("data");
+        let buffer_env = buffer_env(dir);
         let mut env = vec![("WEBHOOK_CONNECT_ADMIN_TOKEN", "admin-secret-token")];
+        env.extend(buffer_env.iter().map(|(k, v)| (*k, v.as_str())));
         env.extend_from_slice(extra_env);
         let mut w = Self::spawn(
             &[
@@ -119,6 +121,9 @@ impl Wcon {
     pub fn serve_again(dir: &Path, addr: SocketAddr) -> Self {
         let data = dir.join("data");
         let listen = addr.to_string();
+        let buffer_env = buffer_env(dir);
+        let mut env = vec![("WEBHOOK_CONNECT_ADMIN_TOKEN", "admin-secret-token")];
+        env.extend(buffer_env.iter().map(|(k, v)| (*k, v.as_str())));
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let mut w = Self::spawn(
@@ -129,7 +134,7 @@ impl Wcon {
                     "--data-dir",
                     data.to_str().unwrap(),
                 ],
-                &[("WEBHOOK_CONNECT_ADMIN_TOKEN", "admin-secret-token")],
+                &env,
                 dir,
             );
             match w.try_wait_for("listening on http://", Duration::from_secs(20)) {
@@ -245,6 +250,33 @@ impl Wcon {
             .current_dir(cwd)
             .output()
             .expect("wcon runs")
+    }
+}
+
+/// The buffer of every `serve` a test starts: embedded, or with `WCON_TEST_BUFFER=redis` the
+/// Redis at `WCON_TEST_REDIS_URL` under a key prefix of the serve's directory (so a restarted
+/// serve finds its channel again and tests do not share one). Lets the whole suite run against
+/// the shared backend: `WCON_TEST_BUFFER=redis cargo test --test it` (it leaves its keys under
+/// `wcon-it-*`: `redis-cli --scan --pattern 'wcon-it-*' | xargs redis-cli DEL`).
+fn buffer_env(dir: &Path) -> Vec<(&'static str, String)> {
+    match std::env::var("WCON_TEST_BUFFER").as_deref() {
+        Ok("redis") => {
+            use std::hash::{Hash, Hasher};
+            let url = std::env::var("WCON_TEST_REDIS_URL")
+                .expect("WCON_TEST_BUFFER=redis needs WCON_TEST_REDIS_URL (. /var/tmp/wcon-services/env.sh)");
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            dir.hash(&mut h);
+            vec![
+                ("WEBHOOK_CONNECT_BUFFER", "redis".to_string()),
+                ("WEBHOOK_CONNECT_REDIS_URL", url),
+                (
+                    "WEBHOOK_CONNECT_REDIS_PREFIX",
+                    format!("wcon-it-{:016x}:", h.finish()),
+                ),
+            ]
+        }
+        Ok("embedded") | Err(_) => Vec::new(),
+        Ok(other) => panic!("WCON_TEST_BUFFER={other}: expected embedded or redis"),
     }
 }
 
