@@ -117,7 +117,13 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
-            Command::Tunnel(args) => tunnel::run(args, cli.profile.as_deref()).await,
+            Command::Tunnel(args) => {
+                let lines = match cli.log.log_format {
+                    logging::Format::Text => tunnel::Lines::Human,
+                    logging::Format::Json => tunnel::Lines::Json,
+                };
+                tunnel::run(args, cli.profile.as_deref(), lines).await
+            }
             Command::Channels(args) => channels::run(args, cli.profile.as_deref()).await,
             Command::Dlq(args) => dlq::run(args, cli.profile.as_deref()).await,
             Command::Init(args) => init::run(args).await,

@@ -115,15 +115,18 @@ pub struct Args {
     health_down_after: Option<f64>,
 }
 
-pub async fn run(args: Args, profile: Option<&str>) -> Result<ExitCode, Failure> {
+pub async fn run(args: Args, profile: Option<&str>, lines: Lines) -> Result<ExitCode, Failure> {
     let profile = crate::profile::load(profile)?;
     if args.check {
         return Ok(crate::check::tunnel(build_setup(&args, &profile)).await);
     }
     let setup = build_setup(&args, &profile).map_err(Failure::usage)?;
     if setup.channels.iter().any(|c| !c.verify_ssl) {
-        eprintln!(
-            "warning: TLS certificate verification is off (--insecure / verify_ssl false): anyone on the path to the server can read and change the stream"
+        say(
+            lines,
+            "WARN",
+            "insecure",
+            "warning: TLS certificate verification is off (--insecure / verify_ssl false): anyone on the path to the server can read and change the stream".into(),
         );
     }
     let routes = build_routes(&setup).map_err(Failure::usage)?;
@@ -135,9 +138,14 @@ pub async fn run(args: Args, profile: Option<&str>) -> Result<ExitCode, Failure>
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| Failure::usage(anyhow::anyhow!("cannot listen on {addr}: {e}")))?;
-        eprintln!(
-            "health and metrics on http://{}",
-            listener.local_addr().map_err(anyhow::Error::from)?
+        say(
+            lines,
+            "INFO",
+            "health_listening",
+            format!(
+                "health and metrics on http://{}",
+                listener.local_addr().map_err(anyhow::Error::from)?
+            ),
         );
         let (observer, shutdown) = (observer.clone(), shutdown.clone());
         tokio::spawn(async move {
@@ -147,11 +155,16 @@ pub async fn run(args: Args, profile: Option<&str>) -> Result<ExitCode, Failure>
         });
     }
     let (events_tx, events_rx) = mpsc::unbounded_channel();
-    let printer = tokio::spawn(print_events(events_rx, setup.multi));
+    let printer = tokio::spawn(print_events(events_rx, setup.multi, lines));
     let stopper = shutdown.clone();
     tokio::spawn(async move {
         crate::stop_signal().await;
-        eprintln!("stopping: finishing deliveries in progress");
+        say(
+            lines,
+            "INFO",
+            "stopping",
+            "stopping: finishing deliveries in progress".into(),
+        );
         stopper.cancel();
     });
     let mut supervisor = Supervisor::new(events_tx, observer, shutdown.clone());
@@ -160,7 +173,7 @@ pub async fn run(args: Args, profile: Option<&str>) -> Result<ExitCode, Failure>
     let (reload_tx, mut reload_rx) = mpsc::channel(4);
     crate::on_hangup(reload_tx.clone());
     let mut files = watched_files(&args, &setup);
-    let mut watch = start_watch(&files, &reload_tx);
+    let mut watch = start_watch(&files, &reload_tx, lines);
     let mut running = setup;
     loop {
         tokio::select! {
@@ -169,20 +182,23 @@ pub async fn run(args: Args, profile: Option<&str>) -> Result<ExitCode, Failure>
                 match build_setup(&args, &profile).and_then(|s| Ok((build_routes(&s)?, s))) {
                     Ok((routes, setup)) => {
                         if setup.health_listen != running.health_listen {
-                            eprintln!("note: a new health_listen takes effect after a restart");
+                            say(lines, "WARN", "reload_note", "note: a new health_listen takes effect after a restart".into());
                         }
                         let applied = supervisor.apply(routes, setup.concurrency);
-                        eprintln!("reloaded: {}", describe(&applied));
+                        say(lines, "INFO", "reloaded", format!("reloaded: {}", describe(&applied)));
                         let now = watched_files(&args, &setup);
                         if now != files {
                             drop(watch);
-                            watch = start_watch(&now, &reload_tx);
+                            watch = start_watch(&now, &reload_tx, lines);
                             files = now;
                         }
                         running = setup;
                     }
-                    Err(e) => eprintln!(
-                        "reload refused, the running configuration stays: {e:#}"
+                    Err(e) => say(
+                        lines,
+                        "ERROR",
+                        "reload_refused",
+                        format!("reload refused, the running configuration stays: {e:#}"),
                     ),
                 }
             }
@@ -201,14 +217,23 @@ fn watched_files(args: &Args, setup: &ConnectorSetup) -> Vec<PathBuf> {
     files
 }
 
-fn start_watch(files: &[PathBuf], reload: &mpsc::Sender<()>) -> Option<watch::FileWatch> {
+fn start_watch(
+    files: &[PathBuf],
+    reload: &mpsc::Sender<()>,
+    lines: Lines,
+) -> Option<watch::FileWatch> {
     if files.is_empty() {
         return None;
     }
     match watch::watch(files, reload.clone()) {
         Ok(w) => Some(w),
         Err(e) => {
-            eprintln!("note: cannot watch the config files ({e}); reload with SIGHUP");
+            say(
+                lines,
+                "WARN",
+                "watch_failed",
+                format!("note: cannot watch the config files ({e}); reload with SIGHUP"),
+            );
             None
         }
     }
@@ -369,74 +394,202 @@ fn profile_layer(args: &Args, profile: &crate::profile::Selected) -> Layer {
     layer
 }
 
-async fn print_events(mut events: mpsc::UnboundedReceiver<Report>, multi: bool) {
-    let mut err = std::io::stderr();
-    while let Some(Report { channel, event }) = events.recv().await {
-        let now = chrono::Local::now().format("%H:%M:%S%.3f");
-        // With several channels, each line says which one (`connected` names it already).
-        let now = if multi {
-            format!("{now} [{channel}]")
-        } else {
-            now.to_string()
-        };
-        let line = match event {
-            Event::Connected {
-                server,
-                channel,
-                protocol,
-            } => {
-                format!("connected to {server} channel {channel} ({protocol})")
-            }
-            Event::Ready { .. } | Event::Received { .. } => continue,
-            Event::Disconnected { reason, retry_in } => {
+/// How the tunnel's own lines look: for people (the default), or one JSON object per line
+/// (`--log-format json`), shaped like the JSON log lines: `timestamp`, `level`, `message` (the
+/// human line's text), `event`, and the event's fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lines {
+    /// For people.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// One line of the tunnel's own output.
+struct Line {
+    level: &'static str,
+    event: &'static str,
+    /// The human text, without the time.
+    text: String,
+    fields: Map<String, Value>,
+}
+
+impl Line {
+    fn new(level: &'static str, event: &'static str, text: String) -> Self {
+        Self {
+            level,
+            event,
+            text,
+            fields: Map::new(),
+        }
+    }
+
+    fn field(mut self, name: &str, value: impl Into<Value>) -> Self {
+        self.fields.insert(name.to_string(), value.into());
+        self
+    }
+
+    /// As JSON: one object, no newline.
+    fn json(self) -> String {
+        let mut object = Map::new();
+        object.insert(
+            "timestamp".into(),
+            json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+        );
+        object.insert("level".into(), json!(self.level));
+        object.insert("message".into(), json!(self.text));
+        object.insert("event".into(), json!(self.event));
+        object.extend(self.fields);
+        Value::Object(object).to_string()
+    }
+}
+
+/// Writes a line that is not about one channel (start, stop, reload) to stderr.
+fn say(lines: Lines, level: &'static str, event: &'static str, text: String) {
+    let out = match lines {
+        Lines::Human => text,
+        Lines::Json => Line::new(level, event, text).json(),
+    };
+    // A closed stderr is not a reason to stop delivering.
+    let _ = writeln!(std::io::stderr(), "{out}");
+}
+
+fn seconds(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1000.0).round() / 1000.0
+}
+
+fn millis(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
+}
+
+/// The line of an event, if people see it.
+fn event_line(event: Event) -> Option<Line> {
+    let line = match event {
+        Event::Connected {
+            server,
+            channel,
+            protocol,
+        } => Line::new(
+            "INFO",
+            "connected",
+            format!("connected to {server} channel {channel} ({protocol})"),
+        )
+        .field("server", server)
+        .field("protocol", protocol),
+        Event::Ready { .. } | Event::Received { .. } => return None,
+        Event::Disconnected { reason, retry_in } => Line::new(
+            "WARN",
+            "disconnected",
+            format!(
+                "disconnected: {reason}; reconnecting in {:.1}s",
+                retry_in.as_secs_f64()
+            ),
+        )
+        .field("reason", reason)
+        .field("retry_in_seconds", seconds(retry_in)),
+        Event::Unauthorized { detail, retry_in } => {
+            let hint = if detail.contains("channel token") {
+                "; check --token (or WCON_TOKEN)"
+            } else {
+                ""
+            };
+            Line::new(
+                "ERROR",
+                "unauthorized",
                 format!(
-                    "{now} disconnected: {reason}; reconnecting in {:.1}s",
+                    "error: {detail}{hint}; retrying in {:.0}s",
                     retry_in.as_secs_f64()
-                )
-            }
-            Event::Unauthorized { detail, retry_in } => {
-                let hint = if detail.contains("channel token") {
-                    "; check --token (or WCON_TOKEN)"
-                } else {
-                    ""
-                };
+                ),
+            )
+            .field("detail", detail)
+            .field("retry_in_seconds", seconds(retry_in))
+        }
+        Event::Attempt {
+            webhook_id,
+            message_id,
+            attempt,
+        } => {
+            let status = match (attempt.status, &attempt.error) {
+                (Some(s), _) => s.as_u16().to_string(),
+                (None, Some(e)) => e.clone(),
+                (None, None) => "-".into(),
+            };
+            Line::new(
+                "INFO",
+                "attempt",
                 format!(
-                    "{now} error: {detail}{hint}; retrying in {:.0}s",
-                    retry_in.as_secs_f64()
-                )
-            }
-            Event::Attempt {
-                webhook_id,
-                message_id,
-                attempt,
-            } => {
-                let status = match (attempt.status, &attempt.error) {
-                    (Some(s), _) => s.as_u16().to_string(),
-                    (None, Some(e)) => e.clone(),
-                    (None, None) => "-".into(),
-                };
-                format!(
-                    "{now} {webhook_id} {message_id} {status} {:.1}ms attempt {}",
+                    "{webhook_id} {message_id} {status} {:.1}ms attempt {}",
                     attempt.latency.as_secs_f64() * 1000.0,
                     attempt.number
-                )
-            }
-            Event::Settled {
-                message_id,
-                verdict: Verdict::Nack { retry, reason },
-                ..
-            } => {
-                let what = if retry {
-                    "will be delivered again"
+                ),
+            )
+            .field("webhook_id", webhook_id.to_string())
+            .field("message_id", message_id.to_string())
+            .field("status", attempt.status.map(|s| s.as_u16()))
+            .field("error", attempt.error)
+            .field("latency_ms", millis(attempt.latency))
+            .field("attempt", attempt.number)
+        }
+        Event::Settled {
+            message_id,
+            verdict: Verdict::Nack { retry, reason },
+            latency,
+        } => {
+            let what = if retry {
+                "will be delivered again"
+            } else {
+                "dead-lettered by the server"
+            };
+            Line::new(
+                "WARN",
+                "not_delivered",
+                format!("{message_id} not delivered ({reason}); {what}"),
+            )
+            .field("message_id", message_id.to_string())
+            .field("reason", reason)
+            .field("retry", retry)
+            .field("latency_ms", millis(latency))
+        }
+        Event::Settled { .. } => return None,
+        Event::Duplicate { message_id } => Line::new(
+            "INFO",
+            "duplicate",
+            format!(
+                "{message_id} sent again by the server while still in progress here; delivered once"
+            ),
+        )
+        .field("message_id", message_id.to_string()),
+        Event::ServerError { code, detail } => {
+            Line::new("WARN", "server_error", format!("server: {code}: {detail}"))
+                .field("code", code)
+                .field("detail", detail)
+        }
+    };
+    Some(line)
+}
+
+async fn print_events(mut events: mpsc::UnboundedReceiver<Report>, multi: bool, lines: Lines) {
+    let mut err = std::io::stderr();
+    while let Some(Report { channel, event }) = events.recv().await {
+        let connected = matches!(event, Event::Connected { .. });
+        let Some(line) = event_line(event) else {
+            continue;
+        };
+        let out = match lines {
+            Lines::Json => line.field("channel", channel.to_string()).json(),
+            // The ready line is the same for every run (scripts wait for it).
+            Lines::Human if connected => line.text,
+            Lines::Human => {
+                let now = chrono::Local::now().format("%H:%M:%S%.3f");
+                // With several channels, each line says which one (`connected` names it).
+                if multi {
+                    format!("{now} [{channel}] {}", line.text)
                 } else {
-                    "dead-lettered by the server"
-                };
-                format!("{now} {message_id} not delivered ({reason}); {what}")
+                    format!("{now} {}", line.text)
+                }
             }
-            Event::Settled { .. } => continue,
-            Event::ServerError { code, detail } => format!("{now} server: {code}: {detail}"),
         };
         // A closed stderr is not a reason to stop delivering.
-        let _ = writeln!(err, "{line}");
+        let _ = writeln!(err, "{out}");
     }
 }

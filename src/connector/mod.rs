@@ -9,6 +9,7 @@
 pub mod backoff;
 pub mod deliver;
 pub mod health;
+pub mod in_progress;
 pub mod modules;
 pub mod observe;
 pub mod outbound;
@@ -81,6 +82,13 @@ pub enum Event {
     },
     /// A webhook arrived from the server.
     Received {
+        /// The message.
+        message_id: MessageId,
+    },
+    /// The server sent a message again (its lease passed `ack_timeout`) while this process was
+    /// still delivering it or waiting for a delivery slot: it is delivered once, and that
+    /// delivery's ack or nack settles the new lease.
+    Duplicate {
         /// The message.
         message_id: MessageId,
     },
@@ -227,6 +235,9 @@ pub struct Context {
     pub events: mpsc::UnboundedSender<Report>,
     /// Health and metrics.
     pub observer: Arc<Observer>,
+    /// Messages being delivered or waiting for a slot, so a copy sent again is not delivered
+    /// twice (across this channel's reconnects too).
+    pub in_progress: in_progress::InProgress,
     /// Cancelled to stop this channel (settling deliveries in progress).
     pub shutdown: CancellationToken,
 }
@@ -248,6 +259,7 @@ impl Context {
             permits,
             events,
             observer,
+            in_progress: in_progress::InProgress::default(),
             shutdown,
         })
     }

@@ -184,7 +184,10 @@ impl Observer {
                     .observe(latency.as_secs_f64());
                 return;
             }
-            Event::Ready { .. } | Event::Attempt { .. } | Event::ServerError { .. } => return,
+            Event::Ready { .. }
+            | Event::Attempt { .. }
+            | Event::ServerError { .. }
+            | Event::Duplicate { .. } => return,
         };
         self.set_link(channel, state, None);
         self.status.get_or_create(&label).set(0);

@@ -15,6 +15,7 @@ mod init;
 mod module_e2e;
 mod modules;
 mod monitoring;
+mod redelivery;
 mod relay;
 mod rotate;
 #[cfg(feature = "redis")]
@@ -22,3 +23,4 @@ mod scale;
 mod security;
 mod support;
 mod transports;
+mod tunnel_json;

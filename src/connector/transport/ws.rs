@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 use url::Url;
 
 use crate::connector::deliver::Verdict;
+use crate::connector::in_progress::{Claim, Followed};
 use crate::connector::outbound::describe;
 use crate::connector::{Context, Event, SessionEnd};
 use crate::protocol::{ChannelName, ConnectorFrame, ServerFrame, WebhookFrame};
@@ -227,8 +228,45 @@ where
     end
 }
 
+/// How long a lease is taken to last from a copy's arrival: the connector's `ack_timeout`, which
+/// should match the channel's `ack_timeout_seconds` on the server (both default to 30 s; the
+/// `connected` frame does not carry the server's).
+fn lease_time(ctx: &Context) -> Duration {
+    Duration::from_secs_f64(ctx.config.ack_timeout.max(0.0))
+}
+
+/// How much of a lease must be left to start a delivery: 5 s, or a quarter of a short lease.
+fn lease_margin(lease: Duration) -> Duration {
+    (lease / 4).min(Duration::from_secs(5))
+}
+
+/// The ack or nack frame of a verdict.
+fn reply_frame(message_id: &crate::protocol::MessageId, verdict: &Verdict) -> ConnectorFrame {
+    match verdict {
+        Verdict::Ack => ConnectorFrame::Ack {
+            message_id: message_id.clone(),
+        },
+        Verdict::Nack { retry, reason } => ConnectorFrame::Nack {
+            message_id: message_id.clone(),
+            retry: *retry,
+            reason: Some(reason.clone()),
+        },
+    }
+}
+
 /// Delivers one webhook in its own task (once a concurrency permit is free) and queues its ack
 /// or nack, wrapped by `tag`, on `out`. Shared by every transport.
+///
+/// A message already in progress on this channel (the server sent it again because its lease
+/// passed `ack_timeout` while it waited for a slot or was being delivered) is not delivered
+/// again: this copy follows the delivery in progress and sends its verdict, which settles the
+/// newest lease (see [`crate::connector::in_progress`]).
+///
+/// Once a slot is free, a delivery starts only while its lease has at least [`lease_margin`]
+/// left. Otherwise the server is about to hand the message out again, perhaps to another
+/// connector, and delivering it here would deliver it twice. The protocol has no way to extend
+/// a lease, so the message is nacked with `retry: true` instead, undelivered: the server
+/// requeues it at once for a connector with room (a nack of a lease already gone is ignored).
 pub(super) fn spawn_delivery<T: Send + 'static>(
     ctx: &Arc<Context>,
     deliveries: &TaskTracker,
@@ -245,33 +283,66 @@ pub(super) fn spawn_delivery<T: Send + 'static>(
         message_id: frame.message_id.clone(),
     });
     deliveries.spawn(async move {
+        let lease = lease_time(&ctx);
+        let lease_ends = arrived + lease;
+        let message_id = frame.message_id.clone();
+        let mut reported = false;
+        let delivery = loop {
+            match ctx.in_progress.claim(&message_id, lease_ends) {
+                Claim::Deliver(delivery) => break delivery,
+                Claim::Follow(follower) => {
+                    if !reported {
+                        reported = true;
+                        ctx.emit(Event::Duplicate {
+                            message_id: message_id.clone(),
+                        });
+                    }
+                    match follower.outcome().await {
+                        Followed::Settled(verdict) => {
+                            let _ = out.send(tag(reply_frame(&message_id, &verdict))).await;
+                            return;
+                        }
+                        Followed::Superseded => return,
+                        Followed::Abandoned => continue,
+                    }
+                }
+            }
+        };
+        // Dropping `delivery` unfinished (the session ended first) hands over to a follower.
         let permit = tokio::select! {
             biased;
             _ = session_over.cancelled() => return,
             p = ctx.permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
         };
-        let (webhook_id, message_id) = (frame.webhook_id.clone(), frame.message_id.clone());
-        let report = |attempt: &crate::connector::deliver::Attempt| {
-            ctx.emit(Event::Attempt {
-                webhook_id: webhook_id.clone(),
-                message_id: message_id.clone(),
-                attempt: attempt.clone(),
-            });
+        let left = delivery
+            .lease_ends()
+            .saturating_duration_since(std::time::Instant::now());
+        let verdict = if left < lease_margin(lease) {
+            drop(permit);
+            Verdict::Nack {
+                retry: true,
+                reason: format!(
+                    "waited {:.1}s for a delivery slot; its lease was about to expire",
+                    arrived.elapsed().as_secs_f64()
+                ),
+            }
+        } else {
+            let webhook_id = frame.webhook_id.clone();
+            let report = |attempt: &crate::connector::deliver::Attempt| {
+                ctx.emit(Event::Attempt {
+                    webhook_id: webhook_id.clone(),
+                    message_id: message_id.clone(),
+                    attempt: attempt.clone(),
+                });
+            };
+            let route = ctx.route();
+            let verdict = route.delivery.deliver(&route.config, &frame, &report).await;
+            drop(permit);
+            verdict
         };
-        let route = ctx.route();
-        let verdict = route.delivery.deliver(&route.config, &frame, &report).await;
-        drop(permit);
-        let reply = match &verdict {
-            Verdict::Ack => ConnectorFrame::Ack {
-                message_id: message_id.clone(),
-            },
-            Verdict::Nack { retry, reason } => ConnectorFrame::Nack {
-                message_id: message_id.clone(),
-                retry: *retry,
-                reason: Some(reason.clone()),
-            },
-        };
-        let _ = out.send(tag(reply)).await;
+        if let Some(verdict) = delivery.finish(verdict.clone()) {
+            let _ = out.send(tag(reply_frame(&message_id, &verdict))).await;
+        }
         ctx.emit(Event::Settled {
             message_id,
             verdict,

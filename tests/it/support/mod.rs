@@ -388,6 +388,10 @@ async fn record(State(sink): State<Sink>, headers: HeaderMap, body: Bytes) -> St
         body,
         status: status.as_u16(),
     });
+    let delay = sink.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
     status
 }
 

@@ -1,0 +1,76 @@
+//! `wcon tunnel --log-format json`: the tunnel's own lines (connection, attempts, verdicts) are
+//! JSON objects, one per line, like its log lines.
+
+use std::time::Duration;
+
+use crate::support::{Sink, Wcon, post, relay, temp_dir};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_log_format_json_every_tunnel_line_is_a_json_object() {
+    let dir = temp_dir();
+    let serve = Wcon::serve(&relay("w", "c", serde_json::json!({})), dir.path(), &[]);
+    let sink = Sink::start().await;
+    sink.set_status(400);
+    let mut tunnel = Wcon::tunnel(
+        "c",
+        serve.addr.unwrap(),
+        &sink.target(),
+        &["--log-format", "json"],
+    );
+    let client = reqwest::Client::new();
+    assert_eq!(
+        post(&client, &serve.url("/webhook/w"), b"[1]".to_vec(), &[])
+            .await
+            .0,
+        200
+    );
+    tunnel.wait_for("\"not_delivered\"", Duration::from_secs(20));
+    let lines: Vec<serde_json::Value> = tunnel
+        .output()
+        .iter()
+        .map(|l| {
+            let v: serde_json::Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}"));
+            assert!(
+                v["timestamp"].is_string() && v["level"].is_string() && v["message"].is_string(),
+                "{l}"
+            );
+            v
+        })
+        .collect();
+    let event = |name: &str| {
+        lines
+            .iter()
+            .find(|v| v["event"] == name)
+            .unwrap_or_else(|| panic!("no `{name}` line: {lines:#?}"))
+            .clone()
+    };
+    let connected = event("connected");
+    assert_eq!(connected["channel"], "c");
+    assert_eq!(connected["protocol"], "websocket");
+    assert_eq!(
+        connected["server"],
+        format!("http://{}", serve.addr.unwrap())
+    );
+    assert!(
+        connected["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("connected to ")
+    );
+    let message_id = sink.all()[0].header("x-webhook-message-id").to_string();
+    let attempt = event("attempt");
+    assert_eq!(attempt["channel"], "c");
+    assert_eq!(attempt["webhook_id"], "w");
+    assert_eq!(attempt["message_id"], message_id.as_str());
+    assert_eq!(attempt["status"], 400);
+    assert_eq!(attempt["attempt"], 1);
+    assert!(attempt["error"].is_null());
+    assert!(attempt["latency_ms"].as_f64().unwrap() >= 0.0);
+    assert_eq!(attempt["level"], "INFO");
+    let verdict = event("not_delivered");
+    assert_eq!(verdict["message_id"], message_id.as_str());
+    assert_eq!(verdict["retry"], false);
+    assert_eq!(verdict["reason"], "target answered 400 Bad Request");
+    assert_eq!(verdict["level"], "WARN");
+}
