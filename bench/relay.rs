@@ -61,6 +61,11 @@ async fn start_http(handler: axum::Router) -> SocketAddr {
 
 /// Sends as fast as `senders` concurrent clients can for `seconds`; returns accepted req/s.
 async fn blast(url: &str, seconds: u64, senders: u64, epoch: Instant) -> f64 {
+    blast_counted(url, seconds, senders, epoch).await.1
+}
+
+/// [`blast`], also returning how many requests were accepted.
+async fn blast_counted(url: &str, seconds: u64, senders: u64, epoch: Instant) -> (u64, f64) {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(senders as usize)
         .build()
@@ -96,7 +101,8 @@ async fn blast(url: &str, seconds: u64, senders: u64, epoch: Instant) -> f64 {
     for t in tasks {
         t.await.unwrap();
     }
-    ok.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+    let accepted = ok.load(Ordering::Relaxed);
+    (accepted, accepted as f64 / start.elapsed().as_secs_f64())
 }
 
 /// Sends at a fixed `rate` for `seconds`.
@@ -168,7 +174,17 @@ fn spawn_wcon(args: &[&str], envs: &[(&str, &str)]) -> (Proc, Option<String>) {
         "connected to"
     };
     let line = rx.iter().find(|l| l.contains(want));
-    std::thread::spawn(move || for _ in rx {});
+    // BENCH_SHOW_PROBLEMS=1: print the first lines that are not a 2xx delivery (to diagnose).
+    let show = std::env::var("BENCH_SHOW_PROBLEMS").is_ok();
+    std::thread::spawn(move || {
+        let mut shown = 0;
+        for l in rx {
+            if show && shown < 40 && !l.contains(" 200 ") {
+                shown += 1;
+                eprintln!("[wcon] {l}");
+            }
+        }
+    });
     (Proc(child), line)
 }
 
@@ -292,15 +308,17 @@ async fn main() {
     // 4. Sustained: send at full speed with the connector attached; count what arrives.
     let before = arrivals.count.load(Ordering::Relaxed);
     let start = Instant::now();
-    let sent_rate = blast(&url, seconds, senders, epoch).await;
-    let sent = (sent_rate * start.elapsed().as_secs_f64()) as u64;
+    let (sent, _) = blast_counted(&url, seconds, senders, epoch).await;
     while arrivals.count.load(Ordering::Relaxed) < before + sent
         && start.elapsed() < Duration::from_secs(seconds * 10)
     {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let e2e =
-        (arrivals.count.load(Ordering::Relaxed) - before) as f64 / start.elapsed().as_secs_f64();
+    let arrived = arrivals.count.load(Ordering::Relaxed) - before;
+    if arrived < sent {
+        eprintln!("warning: {arrived} of {sent} accepted webhooks arrived within the wait");
+    }
+    let e2e = arrived as f64 / start.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     // 5. Latency at a fixed rate.
