@@ -95,7 +95,7 @@ impl Outbound {
         } else {
             builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(NoVerification(provider())))
+                .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider())))
                 .with_no_client_auth()
         };
         let mut websocket = base.clone();
@@ -243,12 +243,13 @@ fn rustls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rust
     rustls_error(inner)
 }
 
-/// `verify_ssl: false` / `--insecure`: any certificate is accepted, but handshake signatures
-/// are still checked, so the connection is at least consistent with the certificate presented.
+/// `verify_ssl: false` / `--insecure` (and the MQTT module's `tls_insecure`): any certificate is
+/// accepted, but handshake signatures are still checked, so the connection is at least
+/// consistent with the certificate presented.
 #[derive(Debug)]
-struct NoVerification(Arc<CryptoProvider>);
+pub struct AcceptAnyCertificate(pub Arc<CryptoProvider>);
 
-impl ServerCertVerifier for NoVerification {
+impl ServerCertVerifier for AcceptAnyCertificate {
     fn verify_server_cert(
         &self,
         _end_entity: &CertificateDer<'_>,

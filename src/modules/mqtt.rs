@@ -204,9 +204,9 @@ impl MqttSettings {
         let builder = if self.tls_insecure {
             builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(insecure::AcceptAnyCertificate(
-                    provider,
-                )))
+                .with_custom_certificate_verifier(Arc::new(
+                    crate::connector::outbound::AcceptAnyCertificate(provider),
+                ))
         } else {
             let mut roots = rustls::RootCertStore::empty();
             match &self.tls_ca_cert_file {
@@ -238,64 +238,6 @@ impl MqttSettings {
                     .map_err(|e| format!("tls client certificate: {e}"))
             }
             _ => Ok(builder.with_no_client_auth()),
-        }
-    }
-}
-
-/// `tls_insecure`: accept any server certificate (still checking signatures of the handshake).
-mod insecure {
-    use std::sync::Arc;
-
-    use rustls::DigitallySignedStruct;
-    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-    use rustls::crypto::CryptoProvider;
-    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-
-    #[derive(Debug)]
-    pub struct AcceptAnyCertificate(pub Arc<CryptoProvider>);
-
-    impl ServerCertVerifier for AcceptAnyCertificate {
-        fn verify_server_cert(
-            &self,
-            _end_entity: &CertificateDer<'_>,
-            _intermediates: &[CertificateDer<'_>],
-            _server_name: &ServerName<'_>,
-            _ocsp_response: &[u8],
-            _now: UnixTime,
-        ) -> Result<ServerCertVerified, rustls::Error> {
-            Ok(ServerCertVerified::assertion())
-        }
-
-        fn verify_tls12_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls12_signature(
-                message,
-                cert,
-                dss,
-                &self.0.signature_verification_algorithms,
-            )
-        }
-
-        fn verify_tls13_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls13_signature(
-                message,
-                cert,
-                dss,
-                &self.0.signature_verification_algorithms,
-            )
-        }
-
-        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-            self.0.signature_verification_algorithms.supported_schemes()
         }
     }
 }
