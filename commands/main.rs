@@ -19,7 +19,8 @@ mod tunnel;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 /// The exit codes, as `--help` shows them.
 pub const EXIT_CODES: &str = "Exit codes: 0 success, 1 runtime failure (server unreachable, \
@@ -96,12 +97,30 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 }
 
 fn main() -> ExitCode {
-    let mut cli = Cli::parse();
-    if matches!(cli.command, Command::Tunnel(_)) && cli.log.log_level.is_none() {
-        // The tunnel's documented variable sits beneath the flag.
-        cli.log.log_level = std::env::var("CONNECTOR_LOG_LEVEL")
-            .ok()
-            .filter(|l| !l.is_empty());
+    let matches = Cli::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if matches!(cli.command, Command::Tunnel(_)) {
+        // The tunnel's documented variables sit beneath the flags (and WCON_LOG_*).
+        if cli.log.log_level.is_none() {
+            cli.log.log_level = std::env::var("CONNECTOR_LOG_LEVEL")
+                .ok()
+                .filter(|l| !l.is_empty());
+        }
+        let format_given = matches!(
+            matches.value_source("log_format"),
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        );
+        if !format_given && let Ok(format) = std::env::var("CONNECTOR_LOG_FORMAT") {
+            match logging::Format::from_str(format.trim(), true) {
+                Ok(format) => cli.log.log_format = format,
+                Err(_) => {
+                    eprintln!(
+                        "error: CONNECTOR_LOG_FORMAT must be `text` or `json`, not `{format}`"
+                    );
+                    return ExitCode::from(2);
+                }
+            }
+        }
     }
     rustls::crypto::ring::default_provider()
         .install_default()

@@ -133,7 +133,7 @@ impl Collector for Snapshots {
         {
             let mut family = encoder.encode_descriptor(
                 "webhook_connect_messages_queued",
-                "Messages waiting for a connector (including those waiting for a retry).",
+                "Messages waiting for a connector (including those waiting for a retry)",
                 None,
                 prometheus_client::metrics::MetricType::Gauge,
             )?;
@@ -145,7 +145,7 @@ impl Collector for Snapshots {
         {
             let mut family = encoder.encode_descriptor(
                 "webhook_connect_messages_in_flight",
-                "Messages handed to a connector and not yet acked.",
+                "Messages handed to a connector and not yet acked",
                 None,
                 prometheus_client::metrics::MetricType::Gauge,
             )?;
@@ -158,12 +158,12 @@ impl Collector for Snapshots {
         for (name, help, value) in [
             (
                 "webhook_connect_messages_delivered",
-                "Messages acked since the channel was created.",
+                "Messages acked since the channel was created",
                 (|s: &BufferStats| s.messages_delivered) as fn(&BufferStats) -> u64,
             ),
             (
                 "webhook_connect_messages_dead_lettered",
-                "Messages moved to the dead letters since the channel was created.",
+                "Messages moved to the dead letters since the channel was created",
                 |s: &BufferStats| s.messages_dead_lettered_total,
             ),
         ] {
@@ -180,7 +180,7 @@ impl Collector for Snapshots {
         }
         let mut family = encoder.encode_descriptor(
             "webhook_connect_connections_active",
-            "Live streaming connections (WebSocket, SSE, long-poll).",
+            "Live streaming connections (WebSocket, SSE, long-poll)",
             None,
             prometheus_client::metrics::MetricType::Gauge,
         )?;
@@ -219,17 +219,17 @@ impl Metrics {
         );
         registry.register(
             "webhook_connect_messages_received",
-            "Webhooks accepted (answered 200) by this instance.",
+            "Webhooks accepted (answered 200) by this instance",
             received.clone(),
         );
         registry.register(
             "webhook_connect_ingest_latency_seconds",
-            "Time from a webhook's request to its 200, once stored durably.",
+            "Time from a webhook's request to its 200, once stored durably",
             ingest_latency.clone(),
         );
         registry.register(
             "webhook_connect_end_to_end_latency_seconds",
-            "Time from a webhook's acceptance to its connector's ack.",
+            "Time from a webhook's acceptance to its connector's ack",
             end_to_end.clone(),
         );
         let snapshots = Arc::new(Mutex::new(Vec::new()));

@@ -74,3 +74,40 @@ async fn with_log_format_json_every_tunnel_line_is_a_json_object() {
     assert_eq!(verdict["reason"], "target answered 400 Bad Request");
     assert_eq!(verdict["level"], "WARN");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connector_log_format_json_in_the_environment_does_the_same() {
+    let dir = temp_dir();
+    let serve = Wcon::serve(&relay("w", "c", serde_json::json!({})), dir.path(), &[]);
+    let server = format!("http://{}", serve.addr.unwrap());
+    let args = [
+        "tunnel",
+        "c",
+        "--to",
+        "http://127.0.0.1:9",
+        "--server",
+        &server,
+    ];
+    let envs = [
+        ("WCON_TOKEN", crate::support::TOKEN),
+        ("CONNECTOR_LOG_FORMAT", "json"),
+    ];
+    let mut tunnel = Wcon::spawn(&args, &envs, dir.path());
+    tunnel.wait_for("\"event\":\"connected\"", Duration::from_secs(20));
+    for line in tunnel.output() {
+        serde_json::from_str::<serde_json::Value>(&line)
+            .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+    }
+    // A value that is neither `text` nor `json` is refused before anything starts.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wcon"))
+        .args(args)
+        .env("CONNECTOR_LOG_FORMAT", "yaml")
+        .env("WCON_TOKEN", crate::support::TOKEN)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("CONNECTOR_LOG_FORMAT must be `text` or `json`")
+    );
+}

@@ -25,7 +25,7 @@ pub struct Wcon {
 }
 
 impl Wcon {
-    fn spawn(args: &[&str], envs: &[(&str, &str)], cwd: &Path) -> Self {
+    pub fn spawn(args: &[&str], envs: &[(&str, &str)], cwd: &Path) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_wcon"));
         cmd.args(args)
             .current_dir(cwd)
