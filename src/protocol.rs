@@ -188,6 +188,8 @@ pub mod error_code {
     pub const DISCONNECTED: &str = "disconnected_by_admin";
     /// The channel token this connection used was rotated and its grace period ended.
     pub const TOKEN_EXPIRED: &str = "token_expired";
+    /// A reload of webhooks.json changed or removed the channel; reconnect.
+    pub const CHANNEL_RECONFIGURED: &str = "channel_reconfigured";
     /// Nothing heard from the connector for three heartbeat intervals.
     pub const HEARTBEAT_TIMEOUT: &str = "heartbeat_timeout";
     /// The buffer failed while streaming.

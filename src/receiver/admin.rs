@@ -469,7 +469,7 @@ async fn disconnect(
     };
     // The stream's task sees the token, sends an `error` frame, closes the socket and
     // releases the connection's leases.
-    conn.close.cancel();
+    conn.close_because(super::channels::CloseCause::Admin);
     tracing::info!(channel = %c.name(), connection = %id, "connection closed by an administrator");
     Ok(Json(json!({"status": "disconnected", "connection_id": id})))
 }

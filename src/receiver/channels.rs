@@ -78,6 +78,17 @@ fn decode_digest(hex_digest: &str) -> Option<[u8; 32]> {
     hex::decode(hex_digest).ok()?.try_into().ok()
 }
 
+/// Why the receiver closed a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseCause {
+    /// `DELETE …/connections/{id}` of the admin API.
+    Admin = 0,
+    /// The token it authenticated with was rotated and its grace period ended.
+    TokenExpired = 1,
+    /// A reload of webhooks.json changed or removed its channel.
+    Reconfigured = 2,
+}
+
 /// A live streaming connection.
 pub struct Connection {
     /// Server-chosen id.
@@ -101,8 +112,8 @@ pub struct Connection {
     pub close: CancellationToken,
     /// Digest of the token it authenticated with (`Debug` hides it).
     token_digest: crate::secret::Secret<[u8; 32]>,
-    /// Set when it is closed because that token is no longer accepted.
-    token_expired: std::sync::atomic::AtomicBool,
+    /// Why it was closed (a [`CloseCause`] as `u8`), told to the connector in its `error` frame.
+    close_cause: std::sync::atomic::AtomicU8,
     /// `max_messages_per_second` of what the connector sends on it.
     messages: Option<DefaultDirectRateLimiter>,
 }
@@ -114,24 +125,28 @@ impl Connection {
             .store(Utc::now().timestamp_millis(), Ordering::Relaxed);
     }
 
-    /// Closes it because the token it authenticated with is no longer accepted.
-    pub fn close_for_expired_token(&self) {
-        self.token_expired.store(true, Ordering::Relaxed);
+    /// Closes it, remembering why (a shutdown closes it through `close`'s parent instead).
+    pub fn close_because(&self, cause: CloseCause) {
+        self.close_cause.store(cause as u8, Ordering::Relaxed);
         self.close.cancel();
     }
 
     /// Why it was closed, when not by a shutdown: the code and detail of its `error` frame.
     pub fn close_reason(&self) -> (&'static str, &'static str) {
-        if self.token_expired.load(Ordering::Relaxed) {
-            (
-                crate::protocol::error_code::TOKEN_EXPIRED,
+        use crate::protocol::error_code;
+        match self.close_cause.load(Ordering::Relaxed) {
+            c if c == CloseCause::TokenExpired as u8 => (
+                error_code::TOKEN_EXPIRED,
                 "the channel token of this connection was rotated and its grace period ended; reconnect with the new token",
-            )
-        } else {
-            (
-                crate::protocol::error_code::DISCONNECTED,
+            ),
+            c if c == CloseCause::Reconfigured as u8 => (
+                error_code::CHANNEL_RECONFIGURED,
+                "the channel's settings changed (webhooks.json was reloaded); reconnect",
+            ),
+            _ => (
+                error_code::DISCONNECTED,
                 "an administrator closed this connection",
-            )
+            ),
         }
     }
 
@@ -459,7 +474,7 @@ impl Channel {
             messages_nacked: AtomicU64::new(0),
             close: shutdown.child_token(),
             token_digest: crate::secret::Secret::new(token_digest),
-            token_expired: std::sync::atomic::AtomicBool::new(false),
+            close_cause: std::sync::atomic::AtomicU8::new(CloseCause::Admin as u8),
             messages: self
                 .config
                 .max_messages_per_second
@@ -490,7 +505,7 @@ impl Channel {
     /// Closes every live connection (the channel was changed or removed by a reload).
     pub fn close_all(&self) {
         for c in self.connections.lock().expect("connections lock").values() {
-            c.close.cancel();
+            c.close_because(CloseCause::Reconfigured);
         }
     }
 
@@ -630,6 +645,25 @@ mod tests {
             current_sha256: "not hex".into(),
             ..ended
         }));
+    }
+
+    #[test]
+    fn a_closed_connection_tells_why() {
+        let c = channels(10);
+        let ch = c.get("c").unwrap();
+        let (stop, ip) = (CancellationToken::new(), "127.0.0.1".parse().unwrap());
+        let t = token_digest("right-token");
+        let by_admin = ch.attach(t, "websocket", None, ip, &stop).unwrap();
+        by_admin.close_because(CloseCause::Admin);
+        assert!(by_admin.close.is_cancelled());
+        assert_eq!(by_admin.close_reason().0, "disconnected_by_admin");
+        let expired = ch.attach(t, "sse", None, ip, &stop).unwrap();
+        expired.close_because(CloseCause::TokenExpired);
+        assert_eq!(expired.close_reason().0, "token_expired");
+        let reloaded = ch.attach(t, "sse", None, ip, &stop).unwrap();
+        ch.close_all();
+        assert!(reloaded.close.is_cancelled());
+        assert_eq!(reloaded.close_reason().0, "channel_reconfigured");
     }
 
     #[test]

@@ -117,7 +117,7 @@ fn close_expired(channel: &Channel, now: DateTime<Utc>) {
     for connection in channel.connections_with_expired_tokens(now) {
         if !connection.close.is_cancelled() {
             tracing::info!(channel = %channel.name(), connection = %connection.id, "connection closed: its channel token was rotated and its grace period ended");
-            connection.close_for_expired_token();
+            connection.close_because(super::channels::CloseCause::TokenExpired);
         }
     }
 }
