@@ -122,13 +122,7 @@ impl Message {
 
     /// The versioned storage encoding.
     pub fn encode(&self) -> Vec<u8> {
-        let meta = serde_json::to_vec(&self.meta()).expect("message metadata always serialises");
-        let mut out = Vec::with_capacity(5 + meta.len() + self.body.len());
-        out.push(STORED_V1);
-        out.extend_from_slice(&(meta.len() as u32).to_be_bytes());
-        out.extend_from_slice(&meta);
-        out.extend_from_slice(&self.body);
-        out
+        encode_record(&self.meta(), &self.body)
     }
 
     /// Reads back what [`Message::encode`] wrote.
@@ -163,6 +157,19 @@ impl Message {
             source_ip: self.source_ip.map(|ip| ip.to_string()),
         }
     }
+}
+
+/// The storage encoding of [`Message::encode`] from a message's parts, without copying them
+/// into a [`Message`] first.
+pub fn encode_record(meta: &MessageMeta, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(5 + 256 + body.len());
+    out.push(STORED_V1);
+    out.extend_from_slice(&[0; 4]);
+    serde_json::to_writer(&mut out, meta).expect("message metadata always serialises");
+    let meta_len = (out.len() - 5) as u32;
+    out[1..5].copy_from_slice(&meta_len.to_be_bytes());
+    out.extend_from_slice(body);
+    out
 }
 
 /// Reads only the metadata of a stored record (the body is not copied).

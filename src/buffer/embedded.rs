@@ -22,7 +22,7 @@ use super::{
     Buffer, BufferError, BufferStats, ChannelSettings, DeadLetter, DeadReason, DeadSelection,
     InFlight, NackOutcome, NewMessage, Stored, TokenRotation,
 };
-use crate::message::{Message, MessageMeta, decode_meta};
+use crate::message::{Message, MessageMeta, decode_meta, encode_record};
 use crate::protocol::{ChannelName, ConnectionId, MessageId};
 
 /// How often leases, retries and TTLs are checked.
@@ -360,7 +360,8 @@ fn run_writer(store: Store, mut jobs: mpsc::UnboundedReceiver<WriteJob>) {
             }
         }
         let needs_sync = group.iter().any(|j| j.done.is_some());
-        let result = apply_group(&store, &group, &mut high_water, needs_sync);
+        let ops = group.iter_mut().flat_map(|j| std::mem::take(&mut j.ops));
+        let result = apply_group(&store, ops, &mut high_water, needs_sync);
         for job in group {
             if let Some(done) = job.done {
                 let _ = done.send(result.clone());
@@ -370,9 +371,10 @@ fn run_writer(store: Store, mut jobs: mpsc::UnboundedReceiver<WriteJob>) {
     let _ = store.db.persist(PersistMode::SyncAll);
 }
 
+/// Applies the ops of one group in one batch (moved in, so values are not copied again).
 fn apply_group(
     store: &Store,
-    group: &[WriteJob],
+    ops: impl Iterator<Item = Op>,
     high_water: &mut HashMap<ChannelName, u64>,
     sync: bool,
 ) -> Result<(), String> {
@@ -382,29 +384,28 @@ fn apply_group(
         Space::Dead => &store.dead,
         Space::Meta => &store.meta,
     };
-    for op in group.iter().flat_map(|j| &j.ops) {
+    for op in ops {
         match op {
-            Op::Put(s, k, v) => batch.insert(space(*s), k.clone(), v.clone()),
-            Op::Delete(s, k) => batch.remove(space(*s), k.clone()),
+            Op::Put(s, k, v) => batch.insert(space(s), k, v),
+            Op::Delete(s, k) => batch.remove(space(s), k),
             Op::Bury { key, info } => {
-                let record = store.messages.get(key).map_err(|e| e.to_string())?;
+                let record = store.messages.get(&key).map_err(|e| e.to_string())?;
                 let Some(record) = record else { continue };
                 let mut dead = Vec::with_capacity(4 + info.len() + record.len());
                 dead.extend_from_slice(&(info.len() as u32).to_be_bytes());
-                dead.extend_from_slice(info);
+                dead.extend_from_slice(&info);
                 dead.extend_from_slice(&record);
                 batch.insert(&store.dead, key.clone(), dead);
-                batch.remove(&store.messages, key.clone());
+                batch.remove(&store.messages, key);
             }
             Op::Sequence { channel, sequence } => {
-                let hw = high_water.entry(channel.clone()).or_insert(0);
-                if *sequence > *hw {
-                    *hw = *sequence;
+                if high_water.get(&channel).is_none_or(|hw| sequence > *hw) {
                     batch.insert(
                         &store.meta,
-                        meta_key("sequence", channel),
+                        meta_key("sequence", &channel),
                         sequence.to_be_bytes().to_vec(),
                     );
+                    high_water.insert(channel, sequence);
                 }
             }
         }
@@ -413,7 +414,7 @@ fn apply_group(
     if sync {
         store
             .db
-            .persist(PersistMode::SyncAll)
+            .persist(PersistMode::SyncData)
             .map_err(|e| e.to_string())?;
     }
     Ok(())
@@ -570,14 +571,17 @@ impl Buffer for Embedded {
 
     async fn enqueue(&self, new: NewMessage) -> Result<Stored, BufferError> {
         let channel = self.channel(&new.channel)?;
-        let settings = channel.settings.lock().expect("settings lock").clone();
+        let (max_queue_size, ttl) = {
+            let settings = channel.settings.lock().expect("settings lock");
+            (settings.max_queue_size, settings.ttl)
+        };
         let sequence = {
             let mut q = channel.queue.lock().expect("queue lock");
             let held = q.ready.len() as u64
                 + q.delayed.len() as u64
                 + q.in_flight.len() as u64
                 + q.pending;
-            if held >= settings.max_queue_size {
+            if held >= max_queue_size {
                 return Err(BufferError::Full(new.channel));
             }
             q.pending += 1;
@@ -585,8 +589,9 @@ impl Buffer for Embedded {
             q.next_sequence - 1
         };
         let received_at = Utc::now();
-        let ttl = chrono::Duration::from_std(settings.ttl).unwrap_or(chrono::Duration::MAX);
-        let message = Message {
+        let ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
+        // The metadata is built once: encoded for the disk, then kept as the queue's index entry.
+        let meta = MessageMeta {
             id: MessageId::generate(),
             channel: new.channel.clone(),
             webhook_id: new.webhook_id,
@@ -597,31 +602,30 @@ impl Buffer for Embedded {
                 .unwrap_or(DateTime::<Utc>::MAX_UTC),
             source_ip: new.source_ip,
             headers: new.headers,
-            body: new.body,
             delivery_count: 0,
+            body_len: new.body.len() as u64,
         };
         let ops = vec![
             Op::Put(
                 Space::Messages,
                 message_key(&new.channel, sequence),
-                message.encode(),
+                encode_record(&meta, &new.body),
             ),
             Op::Sequence {
-                channel: new.channel.clone(),
+                channel: new.channel,
                 sequence,
             },
         ];
+        drop(new.body);
         let result = self.write(ops).await;
+        let id = meta.id.clone();
         let mut q = channel.queue.lock().expect("queue lock");
         q.pending -= 1;
         result?;
-        q.ready.insert(sequence, message.meta());
+        q.ready.insert(sequence, meta);
         drop(q);
         channel.notify.notify_waiters();
-        Ok(Stored {
-            id: message.id,
-            sequence,
-        })
+        Ok(Stored { id, sequence })
     }
 
     async fn next(

@@ -197,7 +197,18 @@ async fn accept(
         })?;
     state.metrics.channel(channel).received(started);
     tracing::info!(webhook = %webhook.id, channel = %channel, message_id = %stored.id, sequence = stored.sequence, bytes = body_len, "webhook accepted");
-    Ok(Json(serde_json::json!({"message": "200 OK", "message_id": stored.id})).into_response())
+    Ok(Json(Accepted {
+        message: "200 OK",
+        message_id: &stored.id,
+    })
+    .into_response())
+}
+
+/// The answer to an accepted webhook: `{"message":"200 OK","message_id":…}`.
+#[derive(serde::Serialize)]
+struct Accepted<'a> {
+    message: &'static str,
+    message_id: &'a crate::protocol::MessageId,
 }
 
 fn check_schema(schema: &BodySchema, document: &serde_json::Value) -> Result<(), ApiError> {
