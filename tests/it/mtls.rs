@@ -596,3 +596,31 @@ fn unusable_certificate_settings_stop_with_exit_2() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_requires_client_certificates_without_a_client_ca_is_refused() {
+    let dir = temp_dir();
+    let open = json!({"open": webhooks()["open"].clone()});
+    let mut serve = Wcon::serve(&open, &path(&dir), &[]);
+    std::fs::write(
+        path(&dir).join("webhooks.json"),
+        serde_json::to_vec(&webhooks()).unwrap(),
+    )
+    .unwrap();
+    let line = serve.wait_for("reload refused", Duration::from_secs(20));
+    assert!(
+        line.contains("`secure`") && line.contains("--tls-client-ca"),
+        "{line}"
+    );
+    // The running configuration stays: `secure` does not exist, `open` still does.
+    let client = reqwest::Client::new();
+    for (channel, expected) in [("open", 200), ("secure", 401)] {
+        let r = client
+            .get(serve.url(&format!("/connect/status/{channel}")))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), expected, "{channel}");
+    }
+}
