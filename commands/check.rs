@@ -142,12 +142,12 @@ async fn check_channel(report: &mut Report, config: &ConnectorConfig) {
         Err(e) => report.fail("modules", e),
     }
     // The server is reached as the tunnel would: with its CA file, or without verification.
-    let server_client = match wcon::connector::outbound::Outbound::from_config(config)
-        .and_then(|o| o.http_client(config))
+    let (outbound, server_client) = match wcon::connector::outbound::Outbound::from_config(config)
+        .and_then(|o| o.http_client(config).map(|c| (o, c)))
     {
-        Ok(c) => c,
+        Ok(pair) => pair,
         Err(e) => {
-            report.fail("tls", e);
+            report.fail("tls", wcon::connector::outbound::describe(&e));
             return;
         }
     };
@@ -170,28 +170,58 @@ async fn check_channel(report: &mut Report, config: &ConnectorConfig) {
     {
         Ok(r) if r.status().is_success() => report.ok(
             item,
-            format!("{} accepts the token for channel `{}`", shown(&config.cloud_url), config.channel),
-        ),
-        Ok(r) if matches!(r.status().as_u16(), 401 | 403) => report.fail(
-            item,
             format!(
-                "{} refused the token for channel `{}`; check --token / WCON_TOKEN and the channel name",
+                "{} accepts the token for channel `{}`",
                 shown(&config.cloud_url),
                 config.channel
             ),
         ),
+        Ok(r) if matches!(r.status().as_u16(), 401 | 403) => {
+            let status = r.status();
+            let body: serde_json::Value = r.json().await.unwrap_or_default();
+            let code = body.get("code").and_then(|c| c.as_str()).unwrap_or("");
+            let detail = body.get("detail").and_then(|d| d.as_str()).unwrap_or("");
+            let why = match code {
+                "client_certificate_required" => format!(
+                    "channel `{}` requires a TLS client certificate ({status} {code}); give --client-cert and --client-key (client_cert_path, client_key_path)",
+                    config.channel
+                ),
+                "client_certificate_not_allowed" | "address_not_allowed" => {
+                    format!(
+                        "{status} {code}: {}",
+                        detail.chars().take(300).collect::<String>()
+                    )
+                }
+                _ => format!(
+                    "refused the token for channel `{}`; check --token / WCON_TOKEN and the channel name",
+                    config.channel
+                ),
+            };
+            report.fail(item, format!("{} {why}", shown(&config.cloud_url)));
+        }
         Ok(r) => report.fail(
             item,
-            format!("{} answered {} on /connect/status", shown(&config.cloud_url), r.status()),
-        ),
-        Err(e) => report.fail(
-            item,
             format!(
-                "cannot reach {} ({}); check --server / WCON_SERVER",
+                "{} answered {} on /connect/status",
                 shown(&config.cloud_url),
-                if e.is_timeout() { "timed out" } else { "cannot connect" }
+                r.status()
             ),
         ),
+        Err(e) => {
+            let refused = match wcon::connector::outbound::client_certificate_problem(&e) {
+                Some(problem) => Some(problem),
+                None => outbound.refused_client_certificate(&config.cloud_url).await,
+            };
+            let why = match (refused, wcon::connector::outbound::certificate_problem(&e)) {
+                (Some(problem), _) | (None, Some(problem)) => problem,
+                (None, None) if e.is_timeout() => "timed out; check --server / WCON_SERVER".into(),
+                (None, None) => "cannot connect; check --server / WCON_SERVER".into(),
+            };
+            report.fail(
+                item,
+                format!("cannot reach {} ({why})", shown(&config.cloud_url)),
+            );
+        }
     }
     if let Some(target) = &config.default_target {
         report

@@ -27,7 +27,9 @@ use crate::Failure;
 /// Environment: WEBHOOK_CONNECT_ADMIN_TOKEN enables the admin API (and `GET /stats`, which also
 /// takes STATS_AUTH_TOKEN when set); WEBHOOK_CONNECT_BUFFER selects the buffer. `GET /health`,
 /// `/ready` and `/metrics` need no token. With --tls-cert and --tls-key it serves HTTPS and WSS on
-/// the same port, and reloads the certificate when its file changes or on SIGHUP.
+/// the same port, and reloads the certificate when its file changes or on SIGHUP. With
+/// --tls-client-ca, connectors may present client certificates, which channels with
+/// `require_client_cert` demand.
 ///
 /// Live reload: changes to webhooks.json and connections.json (or SIGHUP) apply while running:
 /// new, removed and changed webhooks and channel settings; ingest keeps working. A broken file
@@ -85,6 +87,17 @@ pub struct Args {
         requires = "tls_cert"
     )]
     tls_key: Option<PathBuf>,
+    /// PEM CA certificates that connectors' client certificates must chain to (mutual TLS).
+    /// The handshake asks for a client certificate but does not require one (webhook senders
+    /// have none); channels with `require_client_cert` refuse connectors without one. Reloaded
+    /// with --tls-cert.
+    #[arg(
+        long,
+        env = "WEBHOOK_CONNECT_TLS_CLIENT_CA",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    tls_client_ca: Option<PathBuf>,
     /// Serve the admin API only on this address (plain HTTP; keep it private, e.g.
     /// 127.0.0.1:9000), not on --listen.
     #[arg(long, env = "WEBHOOK_CONNECT_ADMIN_LISTEN", value_name = "ADDR")]
@@ -161,10 +174,13 @@ pub async fn run(args: Args) -> Result<ExitCode, Failure> {
     let buffer = open_buffer(&args, &data_dir)?;
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(Arc::new(
-            ServerTls::load(cert, key).map_err(|e| Failure::usage(anyhow::Error::new(e)))?,
+            ServerTls::load_with_client_ca(cert, key, args.tls_client_ca.as_deref())
+                .map_err(|e| Failure::usage(anyhow::Error::new(e)))?,
         )),
         _ => None,
     };
+    receiver::check_client_certificates(&loaded.webhooks, tls.as_deref())
+        .map_err(|e| Failure::usage(anyhow::anyhow!(e)))?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -261,6 +277,39 @@ fn reload_certificate(tls: Option<&ServerTls>) {
     }
 }
 
+/// `serve --check`: the TLS files load, and channels that require client certificates have a
+/// server that can verify them.
+fn check_tls(report: &mut crate::check::Report, args: &Args, webhooks: &WebhooksConfig) {
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            match ServerTls::load_with_client_ca(cert, key, args.tls_client_ca.as_deref()) {
+                Ok(tls) => {
+                    report.ok(
+                        "tls",
+                        match &args.tls_client_ca {
+                            Some(ca) => format!(
+                                "`{}` loads; client certificates verified with `{}`",
+                                cert.display(),
+                                ca.display()
+                            ),
+                            None => format!("`{}` loads", cert.display()),
+                        },
+                    );
+                    Some(tls)
+                }
+                Err(e) => {
+                    report.fail("tls", format!("{:#}", anyhow::Error::new(e)));
+                    return;
+                }
+            }
+        }
+        _ => None,
+    };
+    if let Err(e) = receiver::check_client_certificates(webhooks, tls.as_ref()) {
+        report.fail("client certificates", e);
+    }
+}
+
 /// `wcon serve --check`.
 async fn check(args: &Args) -> ExitCode {
     let mut report = crate::check::Report::default();
@@ -295,15 +344,18 @@ async fn check(args: &Args) -> ExitCode {
             network: NetworkPolicy::receiver_from_env(),
         };
         match WebhooksConfig::load(&webhooks_path, &modules) {
-            Ok(w) => report.ok(
-                "webhooks.json",
-                format!(
-                    "{} webhook(s), {} relay channel(s) in `{}`",
-                    w.webhooks.len(),
-                    w.channels().len(),
-                    webhooks_path.display()
-                ),
-            ),
+            Ok(w) => {
+                report.ok(
+                    "webhooks.json",
+                    format!(
+                        "{} webhook(s), {} relay channel(s) in `{}`",
+                        w.webhooks.len(),
+                        w.channels().len(),
+                        webhooks_path.display()
+                    ),
+                );
+                check_tls(&mut report, args, &w);
+            }
             Err(e) => report.fail("webhooks.json", e),
         }
     } else if args.webhooks.is_some() {

@@ -106,6 +106,13 @@ pub struct Args {
     /// path can read and change the stream; for tests with a self-signed certificate only.
     #[arg(long)]
     insecure: bool,
+    /// Present this PEM client certificate (chain) to the server on every transport, for
+    /// channels with `require_client_cert` (client_cert_path, CONNECTOR_CLIENT_CERT_PATH).
+    #[arg(long, value_name = "FILE")]
+    client_cert: Option<PathBuf>,
+    /// The PEM private key of --client-cert (client_key_path, CONNECTOR_CLIENT_KEY_PATH).
+    #[arg(long, value_name = "FILE")]
+    client_key: Option<PathBuf>,
     /// Serve GET /health and GET /metrics (Prometheus) on this address, e.g. 127.0.0.1:9090.
     /// Off by default.
     #[arg(long, value_name = "ADDR")]
@@ -266,7 +273,8 @@ fn build_routes(setup: &ConnectorSetup) -> anyhow::Result<Vec<Route>> {
         .channels
         .iter()
         .map(|c| {
-            // A CA file that cannot be used stops the tunnel (or refuses a reload) here.
+            // A CA file or client certificate that cannot be used stops the tunnel (or refuses a
+            // reload) here.
             engine::outbound::Outbound::from_config(c)?;
             Ok(Route {
                 delivery: engine::Deliverer::from_config(c)?,
@@ -340,6 +348,12 @@ fn build_setup(args: &Args, profile: &crate::profile::Selected) -> anyhow::Resul
     }
     if args.insecure {
         set("verify_ssl", json!(false));
+    }
+    if let Some(path) = &args.client_cert {
+        set("client_cert_path", json!(path.display().to_string()));
+    }
+    if let Some(path) = &args.client_key {
+        set("client_key_path", json!(path.display().to_string()));
     }
     if let Some(n) = args.concurrency {
         set("max_concurrent_requests", json!(n));

@@ -1226,7 +1226,7 @@ _wcon() {
             return 0
             ;;
         wcon__subcmd__serve)
-            opts="-h -V --listen --config-dir --webhooks --connections --data-dir --max-body-bytes --cors-origin --check --buffer --tls-cert --tls-key --admin-listen --redis-url --redis-prefix --log-level --log-format --profile --help --version"
+            opts="-h -V --listen --config-dir --webhooks --connections --data-dir --max-body-bytes --cors-origin --check --buffer --tls-cert --tls-key --tls-client-ca --admin-listen --redis-url --redis-prefix --log-level --log-format --profile --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1272,6 +1272,10 @@ _wcon() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --tls-client-ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --admin-listen)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1304,7 +1308,7 @@ _wcon() {
             return 0
             ;;
         wcon__subcmd__tunnel)
-            opts="-c -h -V --to --route --server --token --config --connector-id --webhooks --connections --concurrency --protocol --check --ca-cert --insecure --health-listen --health-down-after --log-level --log-format --profile --help --version"
+            opts="-c -h -V --to --route --server --token --config --connector-id --webhooks --connections --concurrency --protocol --check --ca-cert --insecure --client-cert --client-key --health-listen --health-down-after --log-level --log-format --profile --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1355,6 +1359,14 @@ _wcon() {
                     return 0
                     ;;
                 --ca-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --client-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --client-key)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

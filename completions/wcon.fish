@@ -50,6 +50,7 @@ complete -c wcon -n "__fish_wcon_using_subcommand serve" -l buffer -d 'Buffer ba
 redis\t'Redis Streams (several instances)'"
 complete -c wcon -n "__fish_wcon_using_subcommand serve" -l tls-cert -d 'PEM certificate chain: serve HTTPS and WSS (needs --tls-key). Reloaded when the file changes or on SIGHUP, without dropping connections' -r -F
 complete -c wcon -n "__fish_wcon_using_subcommand serve" -l tls-key -d 'PEM private key of --tls-cert' -r -F
+complete -c wcon -n "__fish_wcon_using_subcommand serve" -l tls-client-ca -d 'PEM CA certificates that connectors\' client certificates must chain to (mutual TLS). The handshake asks for a client certificate but does not require one (webhook senders have none); channels with `require_client_cert` refuse connectors without one. Reloaded with --tls-cert' -r -F
 complete -c wcon -n "__fish_wcon_using_subcommand serve" -l admin-listen -d 'Serve the admin API only on this address (plain HTTP; keep it private, e.g. 127.0.0.1:9000), not on --listen' -r
 complete -c wcon -n "__fish_wcon_using_subcommand serve" -l redis-url -d 'Redis of `--buffer redis`: redis://[user:password@]host:port[/db] or redis+sentinel://[user:password@]host:port[,host:port…]/master_name[/db]' -r
 complete -c wcon -n "__fish_wcon_using_subcommand serve" -l redis-prefix -d 'Prefix of the Redis keys of `--buffer redis` (deployments sharing one Redis need their own)' -r
@@ -74,6 +75,8 @@ sse\t''
 long_poll\t''
 auto\t''"
 complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -l ca-cert -d 'Also trust the CA certificates of this PEM file for the server\'s certificate (ca_cert_path); the public web roots stay trusted' -r -F
+complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -l client-cert -d 'Present this PEM client certificate (chain) to the server on every transport, for channels with `require_client_cert` (client_cert_path, CONNECTOR_CLIENT_CERT_PATH)' -r -F
+complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -l client-key -d 'The PEM private key of --client-cert (client_key_path, CONNECTOR_CLIENT_KEY_PATH)' -r -F
 complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -l health-listen -d 'Serve GET /health and GET /metrics (Prometheus) on this address, e.g. 127.0.0.1:9090. Off by default' -r
 complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -l health-down-after -d '/health answers 503 once a channel has been down this many seconds (default 60)' -r
 complete -c wcon -n "__fish_wcon_using_subcommand tunnel" -l log-level -d 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set' -r

@@ -136,10 +136,10 @@ pub struct ConnectorConfig {
     /// Extra CA certificates (PEM) to trust besides the webpki roots (`--ca-cert`).
     #[serde(default)]
     pub ca_cert_path: Option<String>,
-    /// Client certificate (PEM) for mTLS.
+    /// Client certificate chain (PEM) presented to the server (mutual TLS, `--client-cert`).
     #[serde(default)]
     pub client_cert_path: Option<String>,
-    /// Client key (PEM) for mTLS.
+    /// Private key (PEM) of `client_cert_path` (`--client-key`).
     #[serde(default)]
     pub client_key_path: Option<String>,
     /// Sent as `X-Connector-ID`.
@@ -706,13 +706,6 @@ impl ConnectorConfig {
 
     fn validate(&self, file: &str) -> Result<(), ConfigErrors> {
         let mut errors = Vec::new();
-        let not_yet = |key: &str, what: &str| {
-            ConfigError::new(
-                file,
-                key,
-                format!("{what} is not supported yet by this version of wcon"),
-            )
-        };
         if let Err(e) = super::webhooks::check_channel_name(self.channel.as_str()) {
             errors.push(ConfigError::new(file, "channel", e));
         }
@@ -764,12 +757,29 @@ impl ConnectorConfig {
                 "must be at least 1",
             ));
         }
-        for (key, present) in [
-            ("client_cert_path", self.client_cert_path.is_some()),
-            ("client_key_path", self.client_key_path.is_some()),
+        match (&self.client_cert_path, &self.client_key_path) {
+            (Some(_), None) => errors.push(ConfigError::new(
+                file,
+                "client_key_path",
+                "`client_cert_path` needs its private key: give `client_key_path` (--client-key, CONNECTOR_CLIENT_KEY_PATH)",
+            )),
+            (None, Some(_)) => errors.push(ConfigError::new(
+                file,
+                "client_cert_path",
+                "`client_key_path` needs its certificate: give `client_cert_path` (--client-cert, CONNECTOR_CLIENT_CERT_PATH)",
+            )),
+            _ => {}
+        }
+        for (key, path) in [
+            ("client_cert_path", &self.client_cert_path),
+            ("client_key_path", &self.client_key_path),
         ] {
-            if present {
-                errors.push(not_yet(key, "client certificates (mutual TLS)"));
+            if path.as_deref().is_some_and(|p| p.trim().is_empty()) {
+                errors.push(ConfigError::new(
+                    file,
+                    key,
+                    "must name a PEM file (remove the key for no client certificate)",
+                ));
             }
         }
         if self.ca_cert_path.as_deref().is_some_and(str::is_empty) {
@@ -1017,7 +1027,7 @@ mod tests {
     }
 
     #[test]
-    fn tls_settings_are_taken_and_client_certificates_refused() {
+    fn tls_settings_and_client_certificates_are_taken() {
         let mut l = base();
         l.insert("verify_ssl".into(), json!(false));
         l.insert("ca_cert_path".into(), json!("/etc/wcon/ca.pem"));
@@ -1030,9 +1040,42 @@ mod tests {
                 .unwrap()
                 .verify_ssl
         );
+        // A certificate needs its key, and the other way round.
         l.insert("client_cert_path".into(), json!("/etc/wcon/client.pem"));
+        let err = ConnectorConfig::from_layers("c.json", &[l.clone()]).unwrap_err();
+        assert!(
+            err.to_string().contains("`client_key_path`")
+                && err.to_string().contains("--client-key"),
+            "{err}"
+        );
+        let mut key_only = base();
+        key_only.insert("client_key_path".into(), json!("/etc/wcon/client.key"));
+        let err = ConnectorConfig::from_layers("c.json", &[key_only]).unwrap_err();
+        assert!(err.to_string().contains("--client-cert"), "{err}");
+        l.insert("client_key_path".into(), json!("/etc/wcon/client.key"));
+        let c = ConnectorConfig::from_layers("c.json", &[l.clone()]).unwrap();
+        assert_eq!(
+            (c.client_cert_path.as_deref(), c.client_key_path.as_deref()),
+            (Some("/etc/wcon/client.pem"), Some("/etc/wcon/client.key"))
+        );
+        // file < environment < flags, key by key.
+        let env = env_layer(&|k| match k {
+            "CONNECTOR_CLIENT_CERT_PATH" => Some("/env/c.pem".into()),
+            "CONNECTOR_CLIENT_KEY_PATH" => Some("/env/k.pem".into()),
+            _ => None,
+        })
+        .unwrap();
+        let flags = layer(json!({"client_cert_path": "/flag/c.pem"}));
+        let c = ConnectorConfig::from_layers("c.json", &[l.clone(), env.clone()]).unwrap();
+        assert_eq!(c.client_cert_path.as_deref(), Some("/env/c.pem"));
+        let c = ConnectorConfig::from_layers("c.json", &[l.clone(), env, flags]).unwrap();
+        assert_eq!(
+            (c.client_cert_path.as_deref(), c.client_key_path.as_deref()),
+            (Some("/flag/c.pem"), Some("/env/k.pem"))
+        );
+        l.insert("client_key_path".into(), json!(""));
         let err = ConnectorConfig::from_layers("c.json", &[l]).unwrap_err();
-        assert!(err.to_string().contains("client certificates"), "{err}");
+        assert!(err.to_string().contains("must name a PEM file"), "{err}");
     }
 
     #[test]

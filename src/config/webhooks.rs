@@ -163,6 +163,15 @@ pub struct RelayConfig {
     /// gets 429.
     #[serde(default)]
     pub max_messages_per_second: Option<u32>,
+    /// Connectors must present a client certificate (mutual TLS) that chains to the server's
+    /// `--tls-client-ca`; without one every transport answers 403 `client_certificate_required`.
+    #[serde(default)]
+    pub require_client_cert: bool,
+    /// With `require_client_cert`: the certificate's subject CN or one of its DNS names must be
+    /// one of these; others get 403 `client_certificate_not_allowed`. Absent: any certificate of
+    /// the CA.
+    #[serde(default)]
+    pub client_cert_subjects: Option<Vec<String>>,
 }
 
 mod defaults {
@@ -556,6 +565,30 @@ impl WebhookConfig {
                                     "an empty list would refuse every connector; list addresses or CIDR ranges, or remove the key",
                                 ));
                             }
+                            if let Some(subjects) = &relay.client_cert_subjects {
+                                let at = join_path(&at, "client_cert_subjects");
+                                if !relay.require_client_cert {
+                                    errors.push(ConfigError::new(
+                                        file,
+                                        &at,
+                                        "`client_cert_subjects` needs `\"require_client_cert\": true`",
+                                    ));
+                                }
+                                if subjects.is_empty() {
+                                    errors.push(ConfigError::new(
+                                        file,
+                                        &at,
+                                        "an empty list would refuse every connector; list certificate names (CN or DNS name), or remove the key",
+                                    ));
+                                }
+                                if subjects.iter().any(|n| n.trim().is_empty()) {
+                                    errors.push(ConfigError::new(
+                                        file,
+                                        &at,
+                                        "names must not be empty",
+                                    ));
+                                }
+                            }
                             if relay.max_messages_per_second == Some(0) {
                                 errors.push(ConfigError::new(
                                     file,
@@ -820,6 +853,52 @@ mod tests {
         v["module-config"]["allowed_connector_ips"] = json!(["10.0.0.1/8"]);
         let err = WebhooksConfig::from_json("w.json", json!({"a": v})).unwrap_err();
         assert!(err.0[0].message.contains("host bits"), "{err}");
+    }
+
+    #[test]
+    fn client_certificate_options_are_read_and_checked() {
+        let mut v = relay("c");
+        let c = WebhooksConfig::from_json("w.json", json!({"a": v.clone()})).unwrap();
+        let r = &c.channels()[&ChannelName::from("c")];
+        assert!(!r.require_client_cert && r.client_cert_subjects.is_none());
+        v["module-config"]["require_client_cert"] = json!(true);
+        v["module-config"]["client_cert_subjects"] = json!(["connector-a", "b.example.com"]);
+        let c = WebhooksConfig::from_json("w.json", json!({"a": v.clone()})).unwrap();
+        let r = &c.channels()[&ChannelName::from("c")];
+        assert!(r.require_client_cert);
+        assert_eq!(
+            r.client_cert_subjects.as_deref().unwrap(),
+            ["connector-a", "b.example.com"]
+        );
+        // Subjects without the requirement, or an empty list, are mistakes.
+        v["module-config"]["require_client_cert"] = json!(false);
+        v["module-config"]["client_cert_subjects"] = json!([]);
+        let err = WebhooksConfig::from_json("w.json", json!({"a": v.clone()})).unwrap_err();
+        let messages: Vec<_> = err
+            .0
+            .iter()
+            .map(|e| (e.path.as_str(), e.message.as_str()))
+            .collect();
+        assert_eq!(messages.len(), 2, "{err}");
+        assert!(
+            messages
+                .iter()
+                .all(|(p, _)| *p == "a.module-config.client_cert_subjects"),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .contains("needs `\"require_client_cert\": true`"),
+            "{err}"
+        );
+        // A misspelt key names the nearest one.
+        v["module-config"] = json!({"channel": "c", "channel_token": "ch_tok_0123456789", "require_client_certs": true});
+        let err = WebhooksConfig::from_json("w.json", json!({"a": v})).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("did you mean `require_client_cert`"),
+            "{err}"
+        );
     }
 
     #[test]

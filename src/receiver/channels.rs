@@ -576,6 +576,8 @@ mod tests {
                 ),
                 max_connections_per_minute: 3,
                 max_messages_per_second: Some(2),
+                require_client_cert: false,
+                client_cert_subjects: None,
             },
         );
         Channels::new(m)

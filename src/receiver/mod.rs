@@ -127,6 +127,8 @@ pub struct AppState {
     pub usage: Usage,
     /// Token of `/stats` besides the admin token.
     pub stats_token: Option<Secret<String>>,
+    /// TLS and client certificates of the public listener (reloads are checked against it).
+    pub tls_mode: TlsMode,
 }
 
 impl AppState {
@@ -150,6 +152,57 @@ pub enum ReceiverError {
     /// The HTTP server failed.
     #[error("the HTTP server failed")]
     Serve(#[source] std::io::Error),
+    /// A channel requires client certificates the server cannot verify.
+    #[error("{0}")]
+    ClientCertificates(String),
+}
+
+/// A channel with `require_client_cert` needs a server that verifies client certificates
+/// (TLS with `--tls-client-ca`); the error says which channel and what to add.
+pub fn check_client_certificates(
+    webhooks: &WebhooksConfig,
+    tls: Option<&tls::ServerTls>,
+) -> Result<(), String> {
+    client_certificate_problem(webhooks, TlsMode::of(tls))
+}
+
+/// Whether the public listener is TLS, and whether it verifies client certificates.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TlsMode {
+    /// HTTPS and WSS.
+    pub tls: bool,
+    /// `--tls-client-ca` is set.
+    pub client_ca: bool,
+}
+
+impl TlsMode {
+    fn of(tls: Option<&tls::ServerTls>) -> Self {
+        Self {
+            tls: tls.is_some(),
+            client_ca: tls.is_some_and(|t| t.verifies_client_certificates()),
+        }
+    }
+}
+
+fn client_certificate_problem(webhooks: &WebhooksConfig, mode: TlsMode) -> Result<(), String> {
+    let requiring: Vec<String> = webhooks
+        .channels()
+        .values()
+        .filter(|c| c.require_client_cert)
+        .map(|c| format!("`{}`", c.channel))
+        .collect();
+    if requiring.is_empty() || mode.client_ca {
+        return Ok(());
+    }
+    let missing = if !mode.tls {
+        "TLS (--tls-cert, --tls-key) and a CA for client certificates (--tls-client-ca / WEBHOOK_CONNECT_TLS_CLIENT_CA)"
+    } else {
+        "a CA for client certificates (--tls-client-ca / WEBHOOK_CONNECT_TLS_CLIENT_CA)"
+    };
+    Err(format!(
+        "channel {} has `require_client_cert`, but the server cannot verify client certificates: add {missing}, or remove `require_client_cert`",
+        requiring.join(", ")
+    ))
 }
 
 /// Builds the public router (also used by tests that drive it without a socket), with security
@@ -210,6 +263,8 @@ pub async fn run(
     buffer: Arc<dyn Buffer>,
     shutdown: CancellationToken,
 ) -> Result<(), ReceiverError> {
+    check_client_certificates(&config.webhooks, config.tls.as_deref())
+        .map_err(ReceiverError::ClientCertificates)?;
     let channels = config.webhooks.channels();
     buffer
         .configure(&buffer_settings(&config.webhooks))
@@ -231,6 +286,7 @@ pub async fn run(
         metrics: metrics.clone(),
         usage,
         stats_token: config.stats_token,
+        tls_mode: TlsMode::of(config.tls.as_deref()),
     });
     tokens::load(&state).await.map_err(ReceiverError::Buffer)?;
     let dispatchers = TaskTracker::new();
@@ -257,7 +313,7 @@ pub async fn run(
         hsts: config.tls.is_some(),
         without_admin: config.admin_listener.is_some(),
     };
-    let app = router(state.clone(), options).into_make_service_with_connect_info::<SocketAddr>();
+    let app = router(state.clone(), options);
     let (tls, admin_listener) = (config.tls, config.admin_listener);
     // Whichever server ends first (an error) stops the other one too.
     let public = async {
@@ -270,15 +326,19 @@ pub async fn run(
                         tracing::debug!(error = %e, "cannot set TCP_NODELAY");
                     }
                 });
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-                    .await
+                axum::serve(
+                    listener,
+                    app.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+                .await
             }
             Some(tls) => {
-                // `tap_io` gives the peer address to `ConnectInfo`; TCP_NODELAY is already set.
+                // `WithPeer` gives each request the peer address (`ConnectInfo`) and its client
+                // certificate; TCP_NODELAY is already set.
                 match tls::TlsListener::new(listener, tls) {
                     Ok(listener) => {
-                        axum::serve(listener.tap_io(|_| {}), app)
+                        axum::serve(listener, tls::WithPeer(app))
                             .with_graceful_shutdown(shutdown.clone().cancelled_owned())
                             .await
                     }
@@ -341,6 +401,8 @@ async fn apply_reload(
     dispatchers: &TaskTracker,
     generation: &mut CancellationToken,
 ) -> Result<channels::ChannelChanges, ReceiverError> {
+    client_certificate_problem(&webhooks, state.tls_mode)
+        .map_err(ReceiverError::ClientCertificates)?;
     state
         .buffer
         .configure(&buffer_settings(&webhooks))
@@ -365,4 +427,47 @@ async fn apply_reload(
 
 async fn root() -> impl IntoResponse {
     axum::Json(serde_json::json!({"message": "200 OK"}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channels_requiring_client_certificates_need_tls_with_a_client_ca() {
+        let relay = |channel: &str, require: bool| {
+            serde_json::json!({"module": "webhook_connect", "module-config": {
+                "channel": channel, "channel_token": "ch_tok_0123456789", "require_client_cert": require}})
+        };
+        let webhooks = WebhooksConfig::from_json(
+            "w.json",
+            serde_json::json!({"a": relay("secure", true), "b": relay("open", false)}),
+        )
+        .unwrap();
+        let plain = TlsMode::default();
+        let tls_only = TlsMode {
+            tls: true,
+            client_ca: false,
+        };
+        let with_ca = TlsMode {
+            tls: true,
+            client_ca: true,
+        };
+        let e = client_certificate_problem(&webhooks, plain).unwrap_err();
+        assert!(
+            e.contains("`secure`") && !e.contains("`open`") && e.contains("--tls-cert"),
+            "{e}"
+        );
+        let e = client_certificate_problem(&webhooks, tls_only).unwrap_err();
+        assert!(
+            e.contains("--tls-client-ca") && !e.contains("--tls-cert"),
+            "{e}"
+        );
+        assert!(client_certificate_problem(&webhooks, with_ca).is_ok());
+        let without =
+            WebhooksConfig::from_json("w.json", serde_json::json!({"b": relay("open", false)}))
+                .unwrap();
+        assert!(client_certificate_problem(&without, plain).is_ok());
+        assert!(check_client_certificates(&without, None).is_ok());
+    }
 }

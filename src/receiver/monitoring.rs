@@ -144,6 +144,7 @@ mod tests {
             streams: TaskTracker::new(),
             metrics: Arc::new(Metrics::new(&names)),
             stats_token: None,
+            tls_mode: Default::default(),
         })
     }
 

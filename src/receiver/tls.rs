@@ -1,20 +1,29 @@
-//! TLS for `wcon serve`: the certificate chain and key (PEM files), a listener that hands axum
-//! TLS streams, and reloading both files without dropping a connection.
+//! TLS for `wcon serve`: the certificate chain and key (PEM files), the optional CA bundle of
+//! connectors' client certificates, a listener that hands axum TLS streams, and reloading the
+//! files without dropping a connection.
 //!
 //! Owns reading and checking the PEM files, the rustls server config (HTTP/2 and HTTP/1.1 by
-//! ALPN, so HTTPS and WSS share the port), and the swap to a new certificate: connections already
-//! open keep the one they were set up with, new handshakes get the new one. A file that does not
-//! load (half written, wrong key) is refused and the current certificate stays in use. It never
+//! ALPN, so HTTPS and WSS share the port), client certificates (with `--tls-client-ca` the
+//! handshake asks for one but does not require it, since webhook senders have none; one that does
+//! not chain to the CA fails the handshake), the verified certificate of each connection as a
+//! request extension ([`PeerCertificate`]), and the swap to new files: connections already open
+//! keep the config they were set up with, new handshakes get the new one. A file that does not
+//! load (half written, wrong key) is refused and the current config stays in use. It never
 //! prints; reloads are logged.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::serve::IncomingStream;
 use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
@@ -52,6 +61,20 @@ pub enum TlsError {
         #[source]
         source: rustls::Error,
     },
+    /// The client CA file holds no usable CA certificate.
+    #[error(
+        "`{0}` holds no PEM CA certificate (-----BEGIN CERTIFICATE-----) to verify client certificates with"
+    )]
+    NoClientCa(PathBuf),
+    /// rustls refused the client CA bundle.
+    #[error("the client CA `{path}` cannot be used to verify client certificates")]
+    ClientCa {
+        /// The CA file.
+        path: PathBuf,
+        /// What rustls said.
+        #[source]
+        source: rustls::server::VerifierBuilderError,
+    },
 }
 
 /// What was loaded, and the bytes it was loaded from (to tell a real change from a touch).
@@ -59,12 +82,14 @@ struct Current {
     acceptor: TlsAcceptor,
     cert_pem: Vec<u8>,
     key_pem: Vec<u8>,
+    client_ca_pem: Option<Vec<u8>>,
 }
 
-/// The serving certificate, reloadable.
+/// The serving certificate (and the CA of client certificates), reloadable.
 pub struct ServerTls {
     cert_path: PathBuf,
     key_path: PathBuf,
+    client_ca_path: Option<PathBuf>,
     current: RwLock<Current>,
 }
 
@@ -73,6 +98,7 @@ impl std::fmt::Debug for ServerTls {
         f.debug_struct("ServerTls")
             .field("cert_path", &self.cert_path)
             .field("key_path", &self.key_path)
+            .field("client_ca_path", &self.client_ca_path)
             .finish_non_exhaustive()
     }
 }
@@ -96,12 +122,41 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
     })
 }
 
-/// A server config from a PEM certificate chain and key.
+/// The verifier of client certificates signed by the CAs of a PEM bundle; a client without a
+/// certificate is let through (the channel decides whether it needs one).
+fn client_verifier(
+    path: &Path,
+    pem: &[u8],
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<_, _>>()
+        .map_err(|_| TlsError::NoClientCa(path.to_path_buf()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _ignored) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(TlsError::NoClientCa(path.to_path_buf()));
+    }
+    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|source| TlsError::ClientCa {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A server config from a PEM certificate chain and key, and the CA bundle of client
+/// certificates when there is one.
 fn server_config(
     cert_path: &Path,
     cert_pem: &[u8],
     key_path: &Path,
     key_pem: &[u8],
+    client_ca: Option<(&Path, &[u8])>,
 ) -> Result<ServerConfig, TlsError> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<_, _>>()
@@ -116,50 +171,83 @@ fn server_config(
         key: key_path.to_path_buf(),
         source,
     };
-    let mut config =
-        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(config_error)?
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .map_err(config_error)?;
+    let builder = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(config_error)?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some((path, pem)) => builder.with_client_cert_verifier(client_verifier(path, pem)?),
+    };
+    let mut config = builder.with_single_cert(chain, key).map_err(config_error)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
+}
+
+/// Reads and checks every file into a new config.
+fn read_files(
+    cert_path: &Path,
+    key_path: &Path,
+    client_ca_path: Option<&Path>,
+) -> Result<Current, TlsError> {
+    let (cert_pem, key_pem) = (read(cert_path)?, read(key_path)?);
+    let client_ca_pem = client_ca_path.map(read).transpose()?;
+    let client_ca = client_ca_path.zip(client_ca_pem.as_deref());
+    let config = server_config(cert_path, &cert_pem, key_path, &key_pem, client_ca)?;
+    Ok(Current {
+        acceptor: TlsAcceptor::from(Arc::new(config)),
+        cert_pem,
+        key_pem,
+        client_ca_pem,
+    })
 }
 
 impl ServerTls {
     /// Loads the certificate chain and key; the error says which file is wrong and how.
     pub fn load(cert_path: &Path, key_path: &Path) -> Result<Self, TlsError> {
-        let (cert_pem, key_pem) = (read(cert_path)?, read(key_path)?);
-        let config = server_config(cert_path, &cert_pem, key_path, &key_pem)?;
+        Self::load_with_client_ca(cert_path, key_path, None)
+    }
+
+    /// Loads the certificate chain and key, and the CA bundle that client certificates must
+    /// chain to (`--tls-client-ca`); the error says which file is wrong and how.
+    pub fn load_with_client_ca(
+        cert_path: &Path,
+        key_path: &Path,
+        client_ca_path: Option<&Path>,
+    ) -> Result<Self, TlsError> {
         Ok(Self {
+            current: RwLock::new(read_files(cert_path, key_path, client_ca_path)?),
             cert_path: cert_path.to_path_buf(),
             key_path: key_path.to_path_buf(),
-            current: RwLock::new(Current {
-                acceptor: TlsAcceptor::from(Arc::new(config)),
-                cert_pem,
-                key_pem,
-            }),
+            client_ca_path: client_ca_path.map(Path::to_path_buf),
         })
     }
 
-    /// Reads both files again. `Ok(true)`: new handshakes now use the new certificate;
-    /// `Ok(false)`: the files did not change. On an error the current certificate stays.
+    /// Reads the files again. `Ok(true)`: new handshakes now use the new certificate (and client
+    /// CA); `Ok(false)`: the files did not change. On an error the current config stays.
     pub fn reload(&self) -> Result<bool, TlsError> {
         let (cert_pem, key_pem) = (read(&self.cert_path)?, read(&self.key_path)?);
+        let client_ca_pem = self.client_ca_path.as_deref().map(read).transpose()?;
         {
             let current = self.current.read().expect("tls lock");
-            if current.cert_pem == cert_pem && current.key_pem == key_pem {
+            if current.cert_pem == cert_pem
+                && current.key_pem == key_pem
+                && current.client_ca_pem == client_ca_pem
+            {
                 return Ok(false);
             }
         }
-        let config = server_config(&self.cert_path, &cert_pem, &self.key_path, &key_pem)?;
-        *self.current.write().expect("tls lock") = Current {
-            acceptor: TlsAcceptor::from(Arc::new(config)),
-            cert_pem,
-            key_pem,
-        };
+        let next = read_files(
+            &self.cert_path,
+            &self.key_path,
+            self.client_ca_path.as_deref(),
+        )?;
+        *self.current.write().expect("tls lock") = next;
         Ok(true)
+    }
+
+    /// True when connections may present a client certificate (`--tls-client-ca` is set).
+    pub fn verifies_client_certificates(&self) -> bool {
+        self.client_ca_path.is_some()
     }
 
     /// Reloads and logs the outcome (for the file watcher and SIGHUP).
@@ -179,8 +267,10 @@ impl ServerTls {
     }
 
     /// The files, for the watcher.
-    pub fn paths(&self) -> [&Path; 2] {
-        [&self.cert_path, &self.key_path]
+    pub fn paths(&self) -> Vec<&Path> {
+        let mut paths = vec![self.cert_path.as_path(), self.key_path.as_path()];
+        paths.extend(self.client_ca_path.as_deref());
+        paths
     }
 
     fn acceptor(&self) -> TlsAcceptor {
@@ -220,6 +310,7 @@ impl CertWatcher {
                 _ => PathBuf::from("."),
             })
             .collect();
+        dirs.sort();
         dirs.dedup();
         for dir in &dirs {
             watcher.watch(dir, notify::RecursiveMode::NonRecursive)?;
@@ -313,6 +404,151 @@ impl axum::serve::Listener for TlsListener {
     }
 }
 
+/// The names of a verified client certificate: its subject's common names, then its DNS
+/// subject alternative names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCertificate {
+    names: Arc<[String]>,
+}
+
+impl ClientCertificate {
+    /// The names of a DER end-entity certificate (none when it cannot be parsed; rustls has
+    /// already checked its chain and signature).
+    pub fn from_der(der: &[u8]) -> Self {
+        use x509_parser::prelude::{FromDer as _, GeneralName, X509Certificate};
+        let mut names = Vec::new();
+        if let Ok((_, cert)) = X509Certificate::from_der(der) {
+            names.extend(
+                cert.subject()
+                    .iter_common_name()
+                    .filter_map(|cn| cn.as_str().ok())
+                    .map(str::to_string),
+            );
+            if let Ok(Some(san)) = cert.subject_alternative_name() {
+                for name in &san.value.general_names {
+                    if let GeneralName::DNSName(dns) = name {
+                        names.push((*dns).to_string());
+                    }
+                }
+            }
+        }
+        Self {
+            names: names.into(),
+        }
+    }
+
+    /// Common names, then DNS names.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// True when one of its names (CN or DNS SAN, DNS names without regard to case) is listed.
+    pub fn matches_any(&self, allowed: &[String]) -> bool {
+        self.names
+            .iter()
+            .any(|name| allowed.iter().any(|a| a.eq_ignore_ascii_case(name)))
+    }
+}
+
+impl std::fmt::Display for ClientCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.names.is_empty() {
+            return f.write_str("a certificate without CN or DNS name");
+        }
+        let shown: Vec<String> = self
+            .names
+            .iter()
+            .take(4)
+            .map(|n| n.chars().take(64).filter(|c| !c.is_control()).collect())
+            .collect();
+        write!(f, "{}", shown.join(", "))
+    }
+}
+
+/// The client certificate of the connection a request came on, verified against
+/// `--tls-client-ca` during the handshake; `None` on plain HTTP and when none was presented.
+/// An extractor that never fails.
+#[derive(Debug, Clone, Default)]
+pub struct PeerCertificate(pub Option<ClientCertificate>);
+
+impl PeerCertificate {
+    /// The verified certificate of a TLS connection, if the client presented one.
+    pub fn of(stream: &TlsStream<TcpStream>) -> Self {
+        let (_, connection) = stream.get_ref();
+        Self(
+            connection
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .map(|cert| ClientCertificate::from_der(cert.as_ref())),
+        )
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for PeerCertificate {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<PeerCertificate>()
+            .cloned()
+            .unwrap_or_default())
+    }
+}
+
+/// The make-service of a [`TlsListener`]: each connection gets `service` with its peer address
+/// (for `ConnectInfo<SocketAddr>`) and its [`PeerCertificate`] as request extensions.
+#[derive(Debug, Clone)]
+pub struct WithPeer<S>(pub S);
+
+impl<S: Clone> tower::Service<IncomingStream<'_, TlsListener>> for WithPeer<S> {
+    type Response = PeerService<S>;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, incoming: IncomingStream<'_, TlsListener>) -> Self::Future {
+        std::future::ready(Ok(PeerService {
+            inner: self.0.clone(),
+            remote: *incoming.remote_addr(),
+            certificate: PeerCertificate::of(incoming.io()),
+        }))
+    }
+}
+
+/// One TLS connection's service: sets the peer's address and certificate on every request.
+#[derive(Debug, Clone)]
+pub struct PeerService<S> {
+    inner: S,
+    remote: SocketAddr,
+    certificate: PeerCertificate,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for PeerService<S>
+where
+    S: tower::Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        request.extensions_mut().insert(ConnectInfo(self.remote));
+        request.extensions_mut().insert(self.certificate.clone());
+        self.inner.call(request)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -358,6 +594,62 @@ mod tests {
         std::fs::write(&key_path, &other_key).unwrap();
         assert!(tls.reload().unwrap());
         assert!(!Arc::ptr_eq(&first, &served_by(&tls)));
+    }
+
+    #[test]
+    fn client_certificate_names_are_the_cn_and_dns_names() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["b.example.com".to_string()]).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "connector-a");
+        let cert = params.self_signed(&key).unwrap();
+        let c = ClientCertificate::from_der(cert.der());
+        assert_eq!(c.names(), ["connector-a", "b.example.com"]);
+        assert!(c.matches_any(&["B.Example.com".into()]));
+        assert!(c.matches_any(&["x".into(), "connector-a".into()]));
+        assert!(!c.matches_any(&["connector-b".into()]));
+        assert_eq!(c.to_string(), "connector-a, b.example.com");
+        let garbage = ClientCertificate::from_der(b"not a certificate");
+        assert!(garbage.names().is_empty() && !garbage.matches_any(&["".into()]));
+    }
+
+    #[test]
+    fn a_client_ca_is_loaded_checked_and_reloaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert_path, key_path, ca_path) = (
+            dir.path().join("cert.pem"),
+            dir.path().join("key.pem"),
+            dir.path().join("ca.pem"),
+        );
+        let (cert, key) = pair("one.test");
+        std::fs::write(&cert_path, &cert).unwrap();
+        std::fs::write(&key_path, &key).unwrap();
+        // A file without a certificate is not a CA bundle.
+        std::fs::write(&ca_path, &key).unwrap();
+        let err =
+            ServerTls::load_with_client_ca(&cert_path, &key_path, Some(&ca_path)).unwrap_err();
+        assert!(
+            matches!(err, TlsError::NoClientCa(_)) && err.to_string().contains("ca.pem"),
+            "{err}"
+        );
+        let (ca, _) = pair("ca.test");
+        std::fs::write(&ca_path, &ca).unwrap();
+        let tls = ServerTls::load_with_client_ca(&cert_path, &key_path, Some(&ca_path)).unwrap();
+        assert!(tls.verifies_client_certificates());
+        assert_eq!(tls.paths().len(), 3);
+        let first = served_by(&tls);
+        assert!(!tls.reload().unwrap());
+        // A new CA bundle is a change; a broken one is refused and the old one stays.
+        std::fs::write(&ca_path, "garbage").unwrap();
+        assert!(tls.reload().is_err());
+        assert!(Arc::ptr_eq(&first, &served_by(&tls)));
+        let (other_ca, _) = pair("ca2.test");
+        std::fs::write(&ca_path, other_ca).unwrap();
+        assert!(tls.reload().unwrap());
+        // Without a client CA, no client certificate is asked for.
+        let plain = ServerTls::load(&cert_path, &key_path).unwrap();
+        assert!(!plain.verifies_client_certificates());
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod init;
 mod module_e2e;
 mod modules;
 mod monitoring;
+mod mtls;
 mod redelivery;
 mod relay;
 mod rotate;

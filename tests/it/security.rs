@@ -332,13 +332,13 @@ async fn a_changed_certificate_is_served_without_dropping_connections() {
 }
 
 /// An HTTP CONNECT proxy on 127.0.0.1 that records the targets it tunnelled to.
-struct ConnectProxy {
+pub(crate) struct ConnectProxy {
     addr: SocketAddr,
     targets: Arc<Mutex<Vec<String>>>,
 }
 
 impl ConnectProxy {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let proxy = Self {
             addr: listener.local_addr().unwrap(),
@@ -392,11 +392,11 @@ impl ConnectProxy {
         proxy
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
-    fn tunnels_to(&self, addr: SocketAddr) -> usize {
+    pub(crate) fn tunnels_to(&self, addr: SocketAddr) -> usize {
         let want = addr.to_string();
         self.targets
             .lock()

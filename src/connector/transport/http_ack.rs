@@ -20,20 +20,30 @@ const ACKS_AT_ONCE: usize = 16;
 const ACK_TRIES: u32 = 3;
 
 /// What a 401 or 403 answer means, for the person running the connector: a refused token, or
-/// the server's own reason (e.g. an address outside `allowed_connector_ips`).
+/// the server's own reason and code (e.g. an address outside `allowed_connector_ips`, or
+/// `client_certificate_required` on a channel that needs `--client-cert`).
 pub(super) fn refusal(
     status: http::StatusCode,
     body: &str,
     channel: &crate::protocol::ChannelName,
 ) -> String {
-    let detail = serde_json::from_str::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v.get("detail").and_then(|d| d.as_str()).map(str::to_string));
-    match (status.as_u16(), detail) {
-        (403, Some(detail)) => format!(
-            "the server refused the connection to `{channel}` ({status}: {})",
-            detail.chars().take(200).collect::<String>()
-        ),
+    let body = serde_json::from_str::<serde_json::Value>(body).ok();
+    let field = |name: &str| {
+        body.as_ref()
+            .and_then(|v| v.get(name).and_then(|d| d.as_str()).map(str::to_string))
+    };
+    let printable =
+        |s: String| -> String { s.chars().take(300).filter(|c| !c.is_control()).collect() };
+    match (status.as_u16(), field("detail")) {
+        (403, Some(detail)) => {
+            let code = field("code")
+                .map(|c| format!(" {}", printable(c)))
+                .unwrap_or_default();
+            format!(
+                "the server refused the connection to `{channel}` ({status}{code}: {})",
+                printable(detail)
+            )
+        }
         _ => format!("the server refused the channel token for `{channel}` ({status})"),
     }
 }

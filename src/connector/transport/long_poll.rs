@@ -111,7 +111,11 @@ pub async fn session(
                 };
             }
             Err(e) => {
-                let why = format!("cannot poll {}: {}", server_of(&url), describe(&e));
+                let why = format!(
+                    "cannot poll {}: {}",
+                    server_of(&url),
+                    ctx.outbound.explain(&e, &url).await
+                );
                 break if connected {
                     SessionEnd::Lost(why)
                 } else {

@@ -51,7 +51,7 @@ pub async fn session(
         _ = ctx.shutdown.cancelled() => return SessionEnd::Shutdown,
         r = tokio::time::timeout(timeout, request.send()) => match r {
             Err(_) => return SessionEnd::Failed(format!("no answer from {} within {}s", server_of(&url), config.connection_timeout)),
-            Ok(Err(e)) => return SessionEnd::Failed(format!("cannot connect to {}: {}", server_of(&url), describe(&e))),
+            Ok(Err(e)) => return SessionEnd::Failed(format!("cannot connect to {}: {}", server_of(&url), ctx.outbound.explain(&e, &url).await)),
             Ok(Ok(r)) => r,
         },
     };

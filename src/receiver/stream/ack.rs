@@ -20,6 +20,7 @@ use crate::protocol::{ConnectionId, MessageId};
 use crate::receiver::AppState;
 use crate::receiver::api_error::ApiError;
 use crate::receiver::channels::Channel;
+use crate::receiver::tls::PeerCertificate;
 use crate::time::now_rfc3339;
 
 /// An ack or nack, from the query string or a JSON body (the body wins field by field).
@@ -74,6 +75,7 @@ pub async fn ack(
     State(state): State<Arc<AppState>>,
     Query(query): Query<AckParams>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    certificate: PeerCertificate,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
@@ -116,6 +118,7 @@ pub async fn ack(
         ApiError::unauthorized("invalid channel token")
     })?;
     super::check_address(&channel, peer.ip())?;
+    super::check_certificate(&channel, &certificate, peer.ip())?;
     let connection_id = ConnectionId(connection_id);
     let message_id = MessageId(message_id);
     if let Some(c) = channel.connection(&connection_id) {
@@ -192,9 +195,10 @@ pub async fn status(
     Path(channel): Path<String>,
     Query(query): Query<TokenQuery>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    certificate: PeerCertificate,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let channel = authenticate(&state, &channel, &headers, &query, peer.ip())?;
+    let channel = authenticate(&state, &channel, &headers, &query, peer.ip(), &certificate)?;
     let stats = state.buffer.stats(channel.name()).await.map_err(|e| {
         tracing::error!(channel = %channel.name(), error = %e, "cannot read channel stats");
         ApiError::unavailable("buffer_unavailable", "the buffer cannot be read", 5)

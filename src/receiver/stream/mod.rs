@@ -2,7 +2,9 @@
 //!
 //! Owns the checks every transport makes before a stream starts (channel token from
 //! `Authorization: Bearer` or `?token=`, unknown channel = bad token, then the connector's
-//! address against `allowed_connector_ips` (403 `address_not_allowed`), then
+//! address against `allowed_connector_ips` (403 `address_not_allowed`), then its TLS client
+//! certificate against `require_client_cert` / `client_cert_subjects` (403
+//! `client_certificate_required` / `client_certificate_not_allowed`), then
 //! `max_connections_per_minute` (429) and `max_connections` (503)). Each transport has its own
 //! file.
 
@@ -20,6 +22,7 @@ use serde::Deserialize;
 use super::AppState;
 use super::api_error::ApiError;
 use super::channels::{AttachError, Channel, Connection, token_digest};
+use super::tls::PeerCertificate;
 use crate::protocol::ConnectorId;
 
 /// `?token=` fallback for clients that cannot set headers.
@@ -47,13 +50,14 @@ pub fn presented_token<'a>(headers: &'a HeaderMap, query: &'a TokenQuery) -> Opt
 }
 
 /// Authenticates a connector for `channel` (401 for a missing or wrong token and for an unknown
-/// channel alike).
+/// channel alike), then checks its address and client certificate (403).
 pub fn authenticate(
     state: &AppState,
     channel: &str,
     headers: &HeaderMap,
     query: &TokenQuery,
     remote_ip: IpAddr,
+    certificate: &PeerCertificate,
 ) -> Result<Arc<Channel>, ApiError> {
     let token = presented_token(headers, query)
         .ok_or_else(|| ApiError::unauthorized("missing channel token"))?;
@@ -62,7 +66,49 @@ pub fn authenticate(
         ApiError::unauthorized("invalid channel token")
     })?;
     check_address(&channel, remote_ip)?;
+    check_certificate(&channel, certificate, remote_ip)?;
     Ok(channel)
+}
+
+/// With `require_client_cert`: 403 `client_certificate_required` unless the connection presented
+/// a client certificate (the handshake already checked that it chains to `--tls-client-ca`), and
+/// 403 `client_certificate_not_allowed` unless one of its names is in `client_cert_subjects`.
+/// 403 rather than 401: the token was accepted, and no `WWW-Authenticate` scheme could ask for
+/// a certificate; what is missing is set up in the connector, not sent again. Checked after the
+/// token, so a caller without it learns nothing about the channel.
+pub fn check_certificate(
+    channel: &Channel,
+    certificate: &PeerCertificate,
+    remote_ip: IpAddr,
+) -> Result<(), ApiError> {
+    if !channel.config.require_client_cert {
+        return Ok(());
+    }
+    let Some(cert) = &certificate.0 else {
+        tracing::warn!(channel = %channel.name(), %remote_ip, "connector refused: no client certificate");
+        return Err(ApiError::new(
+            http::StatusCode::FORBIDDEN,
+            "client_certificate_required",
+            format!(
+                "channel `{}` requires a TLS client certificate signed by the server's client CA; give the connector --client-cert and --client-key (client_cert_path, client_key_path)",
+                channel.name()
+            ),
+        ));
+    };
+    match &channel.config.client_cert_subjects {
+        Some(allowed) if !cert.matches_any(allowed) => {
+            tracing::warn!(channel = %channel.name(), %remote_ip, certificate = %cert, "connector refused: client certificate not in client_cert_subjects");
+            Err(ApiError::new(
+                http::StatusCode::FORBIDDEN,
+                "client_certificate_not_allowed",
+                format!(
+                    "the client certificate ({cert}) is not allowed on channel `{}` (client_cert_subjects); use a certificate issued for one of its names",
+                    channel.name()
+                ),
+            ))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// 403 `address_not_allowed` unless `allowed_connector_ips` lists the connector's address.

@@ -21,6 +21,7 @@ use crate::protocol::ServerFrame;
 use crate::receiver::AppState;
 use crate::receiver::api_error::ApiError;
 use crate::receiver::channels::Channel;
+use crate::receiver::tls::PeerCertificate;
 use crate::time::now_rfc3339;
 
 /// The query of a poll; numbers are checked by hand so bad ones get a 422 with a stable code.
@@ -67,12 +68,13 @@ pub async fn poll(
     Path(channel): Path<String>,
     Query(query): Query<PollQuery>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    certificate: PeerCertificate,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let token = TokenQuery {
         token: query.token.clone(),
     };
-    let channel = authenticate(&state, &channel, &headers, &token, peer.ip())?;
+    let channel = authenticate(&state, &channel, &headers, &token, peer.ip(), &certificate)?;
     let timeout = bounded("timeout", query.timeout.as_deref(), 30, 60)?;
     let max_messages = bounded("max_messages", query.max_messages.as_deref(), 10, 100)?;
     let connection = attach(&state, &channel, &headers, &token, "long_poll", peer.ip())?;

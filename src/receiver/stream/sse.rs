@@ -21,6 +21,7 @@ use crate::protocol::{PROTOCOL_VERSION, ServerFrame, error_code};
 use crate::receiver::AppState;
 use crate::receiver::api_error::ApiError;
 use crate::receiver::channels::{Channel, Connection};
+use crate::receiver::tls::PeerCertificate;
 use crate::time::now_rfc3339;
 
 /// Events queued between the producer and the HTTP body; small, so a slow reader pushes back.
@@ -32,9 +33,10 @@ pub async fn connect(
     Path(channel): Path<String>,
     Query(query): Query<TokenQuery>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    certificate: PeerCertificate,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let channel = authenticate(&state, &channel, &headers, &query, peer.ip())?;
+    let channel = authenticate(&state, &channel, &headers, &query, peer.ip(), &certificate)?;
     let connection = attach(&state, &channel, &headers, &query, "sse", peer.ip())?;
     let (tx, rx) = mpsc::channel::<Result<Event, Infallible>>(QUEUED_EVENTS);
     state

@@ -21,6 +21,7 @@ use crate::protocol::{ConnectorFrame, PROTOCOL_VERSION, ServerFrame, error_code}
 use crate::receiver::AppState;
 use crate::receiver::api_error::ApiError;
 use crate::receiver::channels::{Channel, Connection};
+use crate::receiver::tls::PeerCertificate;
 use crate::time::now_rfc3339;
 
 /// Most frames written before one flush.
@@ -35,11 +36,12 @@ pub async fn connect(
     Path(channel): Path<String>,
     Query(query): Query<TokenQuery>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    certificate: PeerCertificate,
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     // Authenticate before looking at the upgrade, so a plain GET learns nothing either.
-    let channel = authenticate(&state, &channel, &headers, &query, peer.ip())?;
+    let channel = authenticate(&state, &channel, &headers, &query, peer.ip(), &certificate)?;
     let upgrade = upgrade.map_err(|_| {
         ApiError::new(
             http::StatusCode::BAD_REQUEST,
