@@ -193,19 +193,6 @@ pub async fn run(args: Args) -> Result<ExitCode, Failure> {
                 .with_context(|| format!("cannot listen on {at} (--admin-listen)"))?,
         ),
     };
-    let scheme = if tls.is_some() { "https" } else { "http" };
-    println!("listening on {scheme}://{addr}");
-    if let Some(admin) = &admin_listener {
-        println!("admin API on http://{}", admin.local_addr()?);
-        if !admin.local_addr()?.ip().is_loopback() {
-            eprintln!(
-                "warning: the admin API listens on a non-loopback address without TLS; keep it on a private network"
-            );
-        }
-    }
-    if let Some(token) = &loaded.quickstart_token {
-        print_quickstart(scheme, addr, &args.config_dir, token);
-    }
     // The watcher lives as long as the server; without it, SIGHUP still reloads.
     let _cert_watcher = tls.clone().and_then(|tls| {
         CertWatcher::start(tls)
@@ -251,6 +238,21 @@ pub async fn run(args: Args) -> Result<ExitCode, Failure> {
             reload_webhooks(&reload_args, &reload_tx).await;
         }
     });
+    // Ready only now: the signal handlers and file watches are installed, so a change made
+    // right after this line is seen.
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("listening on {scheme}://{addr}");
+    if let Some(admin) = &admin_listener {
+        println!("admin API on http://{}", admin.local_addr()?);
+        if !admin.local_addr()?.ip().is_loopback() {
+            eprintln!(
+                "warning: the admin API listens on a non-loopback address without TLS; keep it on a private network"
+            );
+        }
+    }
+    if let Some(token) = &loaded.quickstart_token {
+        print_quickstart(scheme, addr, &args.config_dir, token);
+    }
     receiver::run(
         ReceiverConfig {
             admin_token,
