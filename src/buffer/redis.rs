@@ -62,6 +62,8 @@ const FORGET_EVERY: u64 = 120;
 const STASH_TTL: Duration = Duration::from_secs(1);
 /// Longest wait before a nacked message is offered again (as the embedded buffer).
 const MAX_RETRY_DELAY_MS: u64 = 60_000;
+/// Most acks applied by one script call (a longer list takes several).
+const ACK_CHUNK: usize = 256;
 
 /// Where the Redis buffer connects and which keys it uses.
 #[derive(Debug, Clone)]
@@ -278,9 +280,34 @@ end
 return moved
 "#;
 
-/// ARGV: op (ack | expire | reject | retry), consumer, message id, now (RFC 3339), error,
-/// now ms, max attempts, longest retry delay ms. Returns 0 when the message is not leased to the consumer, 1 acked,
-/// 2 dead-lettered, 3 requeued.
+/// ARGV: consumer, message ids (at most [`ACK_CHUNK`]). Acks those leased to the consumer, all
+/// in one script: one round trip for every ack a connection sent together. Returns one number
+/// per id: 1 acked, 0 not leased to the consumer (or acked earlier in the list).
+const ACK: &str = r#"
+local c, out, seen, entries, ms = ARGV[1], {}, {}, {}, {}
+for k = 2, #ARGV do
+  local m, ok = ARGV[k], 0
+  local id = redis.call('HGET', i, m)
+  if id and not seen[m] and #redis.call('XPENDING', s, G, id, id, 1, c) > 0 then
+    seen[m] = true
+    table.insert(entries, id)
+    table.insert(ms, m)
+    ok = 1
+  end
+  out[k - 1] = ok
+end
+if #entries > 0 then
+  redis.call('XACK', s, G, unpack(entries))
+  redis.call('XDEL', s, unpack(entries))
+  redis.call('HDEL', i, unpack(ms))
+  redis.call('HINCRBY', n, 'delivered', #entries)
+end
+return out
+"#;
+
+/// ARGV: op (expire | reject | retry), consumer, message id, now (RFC 3339), error, now ms,
+/// max attempts, longest retry delay ms. Returns 0 when the message is not leased to the
+/// consumer, 2 dead-lettered, 3 requeued.
 const SETTLE: &str = r#"
 local op, c, m = ARGV[1], ARGV[2], ARGV[3]
 local id = redis.call('HGET', i, m)
@@ -288,13 +315,6 @@ if not id then return 0 end
 local p = redis.call('XPENDING', s, G, id, id, 1, c)
 if #p == 0 then return 0 end
 local cnt = tonumber(p[1][4])
-if op == 'ack' then
-  redis.call('XACK', s, G, id)
-  redis.call('XDEL', s, id)
-  redis.call('HDEL', i, m)
-  redis.call('HINCRBY', n, 'delivered', 1)
-  return 1
-end
 if op == 'expire' then bury(id, 'expired', '', ARGV[4], cnt) return 2 end
 if op == 'reject' then bury(id, 'rejected', ARGV[5], ARGV[4], cnt) return 2 end
 if cnt >= tonumber(ARGV[7]) then bury(id, 'max_attempts', ARGV[5], ARGV[4], cnt) return 2 end
@@ -471,6 +491,7 @@ struct Scripts {
     enqueue: Script,
     lease: Script,
     unlease: Script,
+    ack: Script,
     settle: Script,
     release: Script,
     sweep: Script,
@@ -490,6 +511,7 @@ fn scripts() -> &'static Scripts {
             enqueue: s(ENQUEUE),
             lease: s(LEASE),
             unlease: s(UNLEASE),
+            ack: s(ACK),
             settle: s(SETTLE),
             release: s(RELEASE),
             sweep: s(SWEEP),
@@ -1236,21 +1258,34 @@ impl Buffer for RedisBuffer {
         connection: &ConnectionId,
         id: &MessageId,
     ) -> Result<bool, BufferError> {
-        let channel = self.channel(name)?;
-        let got = self
-            .run(
-                &scripts().settle,
-                &channel.keys,
-                &[
-                    &b"ack"[..],
-                    connection.as_str().as_bytes(),
-                    id.as_str().as_bytes(),
-                ],
-            )
+        let acked = self
+            .ack_many(name, connection, std::slice::from_ref(id))
             .await?;
-        let acked = int(&got) == Some(1);
-        if acked {
-            channel.notify.notify_waiters();
+        Ok(acked.first().copied().unwrap_or(false))
+    }
+
+    async fn ack_many(
+        &self,
+        name: &ChannelName,
+        connection: &ConnectionId,
+        ids: &[MessageId],
+    ) -> Result<Vec<bool>, BufferError> {
+        let channel = self.channel(name)?;
+        let mut acked = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(ACK_CHUNK) {
+            let mut args: Vec<&[u8]> = Vec::with_capacity(chunk.len() + 1);
+            args.push(connection.as_str().as_bytes());
+            args.extend(chunk.iter().map(|id| id.as_str().as_bytes()));
+            let got = self.run(&scripts().ack, &channel.keys, &args).await?;
+            let answers = match got {
+                Value::Array(v) if v.len() == chunk.len() => v,
+                _ => return Err(storage("unexpected answer to an ack")),
+            };
+            let before = acked.len();
+            acked.extend(answers.iter().map(|a| int(a) == Some(1)));
+            if acked[before..].contains(&true) {
+                channel.notify.notify_waiters();
+            }
         }
         Ok(acked)
     }
