@@ -18,6 +18,11 @@
 //!   stored message, the index by sequence); `p{c}:n` counters; `p{c}:q` the sequence;
 //!   `p{c}:t` the rotated token.
 //!
+//! Enqueues and acks are grouped: the enqueues waiting while a script stores the previous group
+//! go in the next script call (each returns once its own group is applied), and the acks a
+//! connection sent together are applied by one call ([`Buffer::ack_many`]). Nothing waits to
+//! form a group: an idle channel stores each webhook at once.
+//!
 //! A waiting `next` is woken at once by changes made through this instance, and within
 //! 50 ms (`POLL_INTERVAL`) by changes made through another (one look per channel and instance).
 //! Leases are taken in a task of their own and handed over through a per-connection stash, so
@@ -64,6 +69,9 @@ const STASH_TTL: Duration = Duration::from_secs(1);
 const MAX_RETRY_DELAY_MS: u64 = 60_000;
 /// Most acks applied by one script call (a longer list takes several).
 const ACK_CHUNK: usize = 256;
+/// Most messages, and stored bytes beyond the first message, stored by one script call.
+const WRITE_GROUP: usize = 256;
+const WRITE_GROUP_BYTES: usize = 1 << 20;
 
 /// Where the Redis buffer connects and which keys it uses.
 #[derive(Debug, Clone)]
@@ -100,6 +108,26 @@ struct Channel {
     notify: Notify,
     /// `next` calls waiting for work.
     waiting: std::sync::atomic::AtomicUsize,
+    /// Messages waiting to be stored by the channel's writer task.
+    writes: Mutex<Writes>,
+}
+
+/// Enqueues stored together: while one script call stores a group, the next group gathers
+/// (group commit), so a busy channel costs one round trip per group, not per webhook.
+#[derive(Default)]
+struct Writes {
+    waiting: Vec<Write>,
+    /// Whether a writer task is running (it stops when nothing waits).
+    writing: bool,
+}
+
+/// One message to store: its id, expiry (Unix ms), stored form, and who waits for the answer
+/// (`None`: the channel is full).
+struct Write {
+    id: MessageId,
+    expires: String,
+    data: Vec<u8>,
+    done: tokio::sync::oneshot::Sender<Result<Option<u64>, String>>,
 }
 
 /// Counts a waiting `next` while it lives.
@@ -206,14 +234,22 @@ local function bury(id, reason, err, at, cnt)
 end
 "#;
 
-/// ARGV: max_queue_size, message id, expiry ms, stored message. Returns the sequence, or nil
-/// when the channel is full.
+/// ARGV: max_queue_size, then for each message: message id, expiry ms, stored message.
+/// Returns, in order, each message's sequence, or nil when the channel was full for it.
 const ENQUEUE: &str = r#"
-if redis.call('XLEN', s) >= tonumber(ARGV[1]) then return false end
-local q = redis.call('INCR', KEYS[9])
-local id = redis.call('XADD', s, 'MAXLEN', ARGV[1], '*', 'm', ARGV[2], 'q', q, 'e', ARGV[3], 'd', ARGV[4])
-redis.call('HSET', i, ARGV[2], id)
-return q
+local max, out = tonumber(ARGV[1]), {}
+local len = redis.call('XLEN', s)
+for k = 2, #ARGV, 3 do
+  local q = false
+  if len < max then
+    q = redis.call('INCR', KEYS[9])
+    local id = redis.call('XADD', s, 'MAXLEN', ARGV[1], '*', 'm', ARGV[k], 'q', q, 'e', ARGV[k + 1], 'd', ARGV[k + 2])
+    redis.call('HSET', i, ARGV[k], id)
+    len = len + 1
+  end
+  out[(k + 1) / 3] = q
+end
+return out
 "#;
 
 /// ARGV: consumer, max_in_flight, batch. Returns {0} at max_in_flight, {2} when nothing is
@@ -1021,6 +1057,62 @@ impl RedisBuffer {
     }
 }
 
+/// Stores what waits in a channel's write queue, a group per script call, until it is empty.
+async fn write_groups(buffer: RedisBuffer, channel: Arc<Channel>) {
+    loop {
+        let group: Vec<Write> = {
+            let mut writes = channel.writes.lock().expect("writes lock");
+            if writes.waiting.is_empty() {
+                writes.writing = false;
+                return;
+            }
+            let mut bytes = 0;
+            let take = writes
+                .waiting
+                .iter()
+                .take(WRITE_GROUP)
+                .take_while(|w| {
+                    let first = bytes == 0;
+                    bytes += w.data.len().max(1);
+                    first || bytes <= WRITE_GROUP_BYTES
+                })
+                .count();
+            writes.waiting.drain(..take).collect()
+        };
+        let max = channel
+            .settings
+            .lock()
+            .expect("settings lock")
+            .max_queue_size
+            .to_string();
+        let mut args: Vec<&[u8]> = Vec::with_capacity(1 + group.len() * 3);
+        args.push(max.as_bytes());
+        for w in &group {
+            args.extend([w.id.as_str().as_bytes(), w.expires.as_bytes(), &w.data[..]]);
+        }
+        let answer = match buffer.run(&scripts().enqueue, &channel.keys, &args).await {
+            Ok(Value::Array(v)) if v.len() == group.len() => Ok(v),
+            Ok(_) => Err("redis: unexpected answer to an enqueue".to_string()),
+            Err(BufferError::Storage(e)) => Err(e),
+            Err(e) => Err(e.to_string()),
+        };
+        drop(args);
+        match answer {
+            Ok(sequences) => {
+                for (w, q) in group.into_iter().zip(&sequences) {
+                    let _ = w.done.send(Ok(int(q)));
+                }
+                channel.notify.notify_waiters();
+            }
+            Err(e) => {
+                for w in group {
+                    let _ = w.done.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
 /// Wakes the waiting `next`s of a channel when there is work they did not hear of (stored,
 /// released or requeued by another instance): one cheap look per channel, not per connection.
 async fn watch(inner: std::sync::Weak<Inner>, stop: CancellationToken) {
@@ -1129,6 +1221,7 @@ impl Buffer for RedisBuffer {
                                 keys,
                                 notify: Notify::new(),
                                 waiting: std::sync::atomic::AtomicUsize::new(0),
+                                writes: Mutex::new(Writes::default()),
                             }),
                         );
                 }
@@ -1157,25 +1250,29 @@ impl Buffer for RedisBuffer {
             body: new.body,
             delivery_count: 0,
         };
-        let max = settings.max_queue_size.to_string();
-        let expires = message.expires_at.timestamp_millis().to_string();
-        let data = message.encode();
-        let got = self
-            .run(
-                &scripts().enqueue,
-                &channel.keys,
-                &[
-                    max.as_bytes(),
-                    message.id.as_str().as_bytes(),
-                    expires.as_bytes(),
-                    &data,
-                ],
-            )
-            .await?;
-        let Some(sequence) = int(&got) else {
+        let (done, answer) = tokio::sync::oneshot::channel();
+        let write = Write {
+            id: message.id.clone(),
+            expires: message.expires_at.timestamp_millis().to_string(),
+            data: message.encode(),
+            done,
+        };
+        let start_writer = {
+            let mut writes = channel.writes.lock().expect("writes lock");
+            writes.waiting.push(write);
+            !std::mem::replace(&mut writes.writing, true)
+        };
+        if start_writer {
+            // A task of its own: a caller that goes away does not stop the others' writes.
+            tokio::spawn(write_groups(self.clone(), channel.clone()));
+        }
+        let sequence = answer
+            .await
+            .map_err(|_| storage("the write task stopped"))?
+            .map_err(BufferError::Storage)?;
+        let Some(sequence) = sequence else {
             return Err(BufferError::Full(new.channel));
         };
-        channel.notify.notify_waiters();
         Ok(Stored {
             id: message.id,
             sequence,
