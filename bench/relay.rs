@@ -13,7 +13,8 @@
 //!
 //! Run: `cargo bench --bench relay` (env: BENCH_SECONDS, BENCH_RATE, BENCH_SENDERS, and
 //! BENCH_BUFFER = embedded (default) | redis, with BENCH_REDIS_URL, default
-//! redis://127.0.0.1:6379/; the redis run uses a key prefix of its own and deletes it after).
+//! redis://127.0.0.1:6379/; the redis run uses a key prefix of its own and deletes it after;
+//! BENCH_WCON runs another wcon binary than the one built with the bench).
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -143,7 +144,9 @@ async fn paced(url: &str, seconds: u64, rate: u64, epoch: Instant) -> u64 {
 }
 
 fn spawn_wcon(args: &[&str], envs: &[(&str, &str)]) -> (Proc, Option<String>) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wcon"));
+    // BENCH_WCON: another build of wcon to measure with the same driver (e.g. before/after).
+    let wcon = std::env::var("BENCH_WCON").unwrap_or_else(|_| env!("CARGO_BIN_EXE_wcon").into());
+    let mut cmd = Command::new(wcon);
     cmd.args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -254,6 +257,10 @@ async fn main() {
     let redis_url =
         std::env::var("BENCH_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
     let redis_prefix = format!("wcon-bench-{:016x}:", rand::random::<u64>());
+    assert!(
+        buffer != "redis" || cfg!(feature = "redis") || std::env::var("BENCH_WCON").is_ok(),
+        "BENCH_BUFFER=redis needs the redis feature: cargo bench --bench relay --no-default-features --features redis"
+    );
     let serve_env: Vec<(&str, &str)> = match buffer.as_str() {
         "embedded" => vec![],
         "redis" => vec![
@@ -422,6 +429,11 @@ async fn main() {
     println!(
         "| idle single webhook, send to arrival | median {:.2} ms |",
         percentile(&idle, 0.5)
+    );
+    // The same run as one row of the README's per-buffer table.
+    println!(
+        "README row: | {buffer} | {ingest:.0} req/s | {e2e:.0} msg/s | {:.1} ms |",
+        percentile(&lat, 0.99)
     );
     drop(tunnel);
     drop(serve);

@@ -263,6 +263,23 @@ pub trait Buffer: Send + Sync + 'static {
         id: &MessageId,
     ) -> Result<bool, BufferError>;
 
+    /// Acks several messages leased to `connection`, each as [`Self::ack`] would, in order: one
+    /// answer per id (`false`: not in flight there, or acked earlier in the same list). Every
+    /// ack is applied when this returns. The default acks them one by one; a backend over the
+    /// network applies them in one round trip.
+    async fn ack_many(
+        &self,
+        channel: &ChannelName,
+        connection: &ConnectionId,
+        ids: &[MessageId],
+    ) -> Result<Vec<bool>, BufferError> {
+        let mut acked = Vec::with_capacity(ids.len());
+        for id in ids {
+            acked.push(self.ack(channel, connection, id).await?);
+        }
+        Ok(acked)
+    }
+
     /// Nacks a message leased to `connection`; `None` when it was not in flight there.
     async fn nack(
         &self,

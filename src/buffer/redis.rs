@@ -18,6 +18,11 @@
 //!   stored message, the index by sequence); `p{c}:n` counters; `p{c}:q` the sequence;
 //!   `p{c}:t` the rotated token.
 //!
+//! Enqueues and acks are grouped: the enqueues waiting while a script stores the previous group
+//! go in the next script call (each returns once its own group is applied), and the acks a
+//! connection sent together are applied by one call ([`Buffer::ack_many`]). Nothing waits to
+//! form a group: an idle channel stores each webhook at once.
+//!
 //! A waiting `next` is woken at once by changes made through this instance, and within
 //! 50 ms (`POLL_INTERVAL`) by changes made through another (one look per channel and instance).
 //! Leases are taken in a task of their own and handed over through a per-connection stash, so
@@ -62,6 +67,11 @@ const FORGET_EVERY: u64 = 120;
 const STASH_TTL: Duration = Duration::from_secs(1);
 /// Longest wait before a nacked message is offered again (as the embedded buffer).
 const MAX_RETRY_DELAY_MS: u64 = 60_000;
+/// Most acks applied by one script call (a longer list takes several).
+const ACK_CHUNK: usize = 256;
+/// Most messages, and stored bytes beyond the first message, stored by one script call.
+const WRITE_GROUP: usize = 256;
+const WRITE_GROUP_BYTES: usize = 1 << 20;
 
 /// Where the Redis buffer connects and which keys it uses.
 #[derive(Debug, Clone)]
@@ -98,6 +108,26 @@ struct Channel {
     notify: Notify,
     /// `next` calls waiting for work.
     waiting: std::sync::atomic::AtomicUsize,
+    /// Messages waiting to be stored by the channel's writer task.
+    writes: Mutex<Writes>,
+}
+
+/// Enqueues stored together: while one script call stores a group, the next group gathers
+/// (group commit), so a busy channel costs one round trip per group, not per webhook.
+#[derive(Default)]
+struct Writes {
+    waiting: Vec<Write>,
+    /// Whether a writer task is running (it stops when nothing waits).
+    writing: bool,
+}
+
+/// One message to store: its id, expiry (Unix ms), stored form, and who waits for the answer
+/// (`None`: the channel is full).
+struct Write {
+    id: MessageId,
+    expires: String,
+    data: Vec<u8>,
+    done: tokio::sync::oneshot::Sender<Result<Option<u64>, String>>,
 }
 
 /// Counts a waiting `next` while it lives.
@@ -204,14 +234,22 @@ local function bury(id, reason, err, at, cnt)
 end
 "#;
 
-/// ARGV: max_queue_size, message id, expiry ms, stored message. Returns the sequence, or nil
-/// when the channel is full.
+/// ARGV: max_queue_size, then for each message: message id, expiry ms, stored message.
+/// Returns, in order, each message's sequence, or nil when the channel was full for it.
 const ENQUEUE: &str = r#"
-if redis.call('XLEN', s) >= tonumber(ARGV[1]) then return false end
-local q = redis.call('INCR', KEYS[9])
-local id = redis.call('XADD', s, 'MAXLEN', ARGV[1], '*', 'm', ARGV[2], 'q', q, 'e', ARGV[3], 'd', ARGV[4])
-redis.call('HSET', i, ARGV[2], id)
-return q
+local max, out = tonumber(ARGV[1]), {}
+local len = redis.call('XLEN', s)
+for k = 2, #ARGV, 3 do
+  local q = false
+  if len < max then
+    q = redis.call('INCR', KEYS[9])
+    local id = redis.call('XADD', s, 'MAXLEN', ARGV[1], '*', 'm', ARGV[k], 'q', q, 'e', ARGV[k + 1], 'd', ARGV[k + 2])
+    redis.call('HSET', i, ARGV[k], id)
+    len = len + 1
+  end
+  out[(k + 1) / 3] = q
+end
+return out
 "#;
 
 /// ARGV: consumer, max_in_flight, batch. Returns {0} at max_in_flight, {2} when nothing is
@@ -278,9 +316,34 @@ end
 return moved
 "#;
 
-/// ARGV: op (ack | expire | reject | retry), consumer, message id, now (RFC 3339), error,
-/// now ms, max attempts, longest retry delay ms. Returns 0 when the message is not leased to the consumer, 1 acked,
-/// 2 dead-lettered, 3 requeued.
+/// ARGV: consumer, message ids (at most [`ACK_CHUNK`]). Acks those leased to the consumer, all
+/// in one script: one round trip for every ack a connection sent together. Returns one number
+/// per id: 1 acked, 0 not leased to the consumer (or acked earlier in the list).
+const ACK: &str = r#"
+local c, out, seen, entries, ms = ARGV[1], {}, {}, {}, {}
+for k = 2, #ARGV do
+  local m, ok = ARGV[k], 0
+  local id = redis.call('HGET', i, m)
+  if id and not seen[m] and #redis.call('XPENDING', s, G, id, id, 1, c) > 0 then
+    seen[m] = true
+    table.insert(entries, id)
+    table.insert(ms, m)
+    ok = 1
+  end
+  out[k - 1] = ok
+end
+if #entries > 0 then
+  redis.call('XACK', s, G, unpack(entries))
+  redis.call('XDEL', s, unpack(entries))
+  redis.call('HDEL', i, unpack(ms))
+  redis.call('HINCRBY', n, 'delivered', #entries)
+end
+return out
+"#;
+
+/// ARGV: op (expire | reject | retry), consumer, message id, now (RFC 3339), error, now ms,
+/// max attempts, longest retry delay ms. Returns 0 when the message is not leased to the
+/// consumer, 2 dead-lettered, 3 requeued.
 const SETTLE: &str = r#"
 local op, c, m = ARGV[1], ARGV[2], ARGV[3]
 local id = redis.call('HGET', i, m)
@@ -288,13 +351,6 @@ if not id then return 0 end
 local p = redis.call('XPENDING', s, G, id, id, 1, c)
 if #p == 0 then return 0 end
 local cnt = tonumber(p[1][4])
-if op == 'ack' then
-  redis.call('XACK', s, G, id)
-  redis.call('XDEL', s, id)
-  redis.call('HDEL', i, m)
-  redis.call('HINCRBY', n, 'delivered', 1)
-  return 1
-end
 if op == 'expire' then bury(id, 'expired', '', ARGV[4], cnt) return 2 end
 if op == 'reject' then bury(id, 'rejected', ARGV[5], ARGV[4], cnt) return 2 end
 if cnt >= tonumber(ARGV[7]) then bury(id, 'max_attempts', ARGV[5], ARGV[4], cnt) return 2 end
@@ -471,6 +527,7 @@ struct Scripts {
     enqueue: Script,
     lease: Script,
     unlease: Script,
+    ack: Script,
     settle: Script,
     release: Script,
     sweep: Script,
@@ -490,6 +547,7 @@ fn scripts() -> &'static Scripts {
             enqueue: s(ENQUEUE),
             lease: s(LEASE),
             unlease: s(UNLEASE),
+            ack: s(ACK),
             settle: s(SETTLE),
             release: s(RELEASE),
             sweep: s(SWEEP),
@@ -999,6 +1057,62 @@ impl RedisBuffer {
     }
 }
 
+/// Stores what waits in a channel's write queue, a group per script call, until it is empty.
+async fn write_groups(buffer: RedisBuffer, channel: Arc<Channel>) {
+    loop {
+        let group: Vec<Write> = {
+            let mut writes = channel.writes.lock().expect("writes lock");
+            if writes.waiting.is_empty() {
+                writes.writing = false;
+                return;
+            }
+            let mut bytes = 0;
+            let take = writes
+                .waiting
+                .iter()
+                .take(WRITE_GROUP)
+                .take_while(|w| {
+                    let first = bytes == 0;
+                    bytes += w.data.len().max(1);
+                    first || bytes <= WRITE_GROUP_BYTES
+                })
+                .count();
+            writes.waiting.drain(..take).collect()
+        };
+        let max = channel
+            .settings
+            .lock()
+            .expect("settings lock")
+            .max_queue_size
+            .to_string();
+        let mut args: Vec<&[u8]> = Vec::with_capacity(1 + group.len() * 3);
+        args.push(max.as_bytes());
+        for w in &group {
+            args.extend([w.id.as_str().as_bytes(), w.expires.as_bytes(), &w.data[..]]);
+        }
+        let answer = match buffer.run(&scripts().enqueue, &channel.keys, &args).await {
+            Ok(Value::Array(v)) if v.len() == group.len() => Ok(v),
+            Ok(_) => Err("redis: unexpected answer to an enqueue".to_string()),
+            Err(BufferError::Storage(e)) => Err(e),
+            Err(e) => Err(e.to_string()),
+        };
+        drop(args);
+        match answer {
+            Ok(sequences) => {
+                for (w, q) in group.into_iter().zip(&sequences) {
+                    let _ = w.done.send(Ok(int(q)));
+                }
+                channel.notify.notify_waiters();
+            }
+            Err(e) => {
+                for w in group {
+                    let _ = w.done.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
 /// Wakes the waiting `next`s of a channel when there is work they did not hear of (stored,
 /// released or requeued by another instance): one cheap look per channel, not per connection.
 async fn watch(inner: std::sync::Weak<Inner>, stop: CancellationToken) {
@@ -1107,6 +1221,7 @@ impl Buffer for RedisBuffer {
                                 keys,
                                 notify: Notify::new(),
                                 waiting: std::sync::atomic::AtomicUsize::new(0),
+                                writes: Mutex::new(Writes::default()),
                             }),
                         );
                 }
@@ -1135,25 +1250,29 @@ impl Buffer for RedisBuffer {
             body: new.body,
             delivery_count: 0,
         };
-        let max = settings.max_queue_size.to_string();
-        let expires = message.expires_at.timestamp_millis().to_string();
-        let data = message.encode();
-        let got = self
-            .run(
-                &scripts().enqueue,
-                &channel.keys,
-                &[
-                    max.as_bytes(),
-                    message.id.as_str().as_bytes(),
-                    expires.as_bytes(),
-                    &data,
-                ],
-            )
-            .await?;
-        let Some(sequence) = int(&got) else {
+        let (done, answer) = tokio::sync::oneshot::channel();
+        let write = Write {
+            id: message.id.clone(),
+            expires: message.expires_at.timestamp_millis().to_string(),
+            data: message.encode(),
+            done,
+        };
+        let start_writer = {
+            let mut writes = channel.writes.lock().expect("writes lock");
+            writes.waiting.push(write);
+            !std::mem::replace(&mut writes.writing, true)
+        };
+        if start_writer {
+            // A task of its own: a caller that goes away does not stop the others' writes.
+            tokio::spawn(write_groups(self.clone(), channel.clone()));
+        }
+        let sequence = answer
+            .await
+            .map_err(|_| storage("the write task stopped"))?
+            .map_err(BufferError::Storage)?;
+        let Some(sequence) = sequence else {
             return Err(BufferError::Full(new.channel));
         };
-        channel.notify.notify_waiters();
         Ok(Stored {
             id: message.id,
             sequence,
@@ -1236,21 +1355,34 @@ impl Buffer for RedisBuffer {
         connection: &ConnectionId,
         id: &MessageId,
     ) -> Result<bool, BufferError> {
-        let channel = self.channel(name)?;
-        let got = self
-            .run(
-                &scripts().settle,
-                &channel.keys,
-                &[
-                    &b"ack"[..],
-                    connection.as_str().as_bytes(),
-                    id.as_str().as_bytes(),
-                ],
-            )
+        let acked = self
+            .ack_many(name, connection, std::slice::from_ref(id))
             .await?;
-        let acked = int(&got) == Some(1);
-        if acked {
-            channel.notify.notify_waiters();
+        Ok(acked.first().copied().unwrap_or(false))
+    }
+
+    async fn ack_many(
+        &self,
+        name: &ChannelName,
+        connection: &ConnectionId,
+        ids: &[MessageId],
+    ) -> Result<Vec<bool>, BufferError> {
+        let channel = self.channel(name)?;
+        let mut acked = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(ACK_CHUNK) {
+            let mut args: Vec<&[u8]> = Vec::with_capacity(chunk.len() + 1);
+            args.push(connection.as_str().as_bytes());
+            args.extend(chunk.iter().map(|id| id.as_str().as_bytes()));
+            let got = self.run(&scripts().ack, &channel.keys, &args).await?;
+            let answers = match got {
+                Value::Array(v) if v.len() == chunk.len() => v,
+                _ => return Err(storage("unexpected answer to an ack")),
+            };
+            let before = acked.len();
+            acked.extend(answers.iter().map(|a| int(a) == Some(1)));
+            if acked[before..].contains(&true) {
+                channel.notify.notify_waiters();
+            }
         }
         Ok(acked)
     }

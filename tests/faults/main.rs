@@ -6,7 +6,8 @@
 //! `WCON_FAULTS_LONG=1` lengthens the outages (a minute of 503s instead of a few seconds).
 //!
 //! Buffers: every scenario runs once per backend listed in `backends!` at the bottom; adding a
-//! backend is one line there plus its `Backend` variant in `rig.rs`.
+//! backend is one line there plus its `Backend` variant in `rig.rs`. Redis runs when the
+//! `redis` feature is built (the default) and fails the test when Redis does not answer.
 
 #[path = "../it/support/mod.rs"]
 mod support;
@@ -54,4 +55,9 @@ macro_rules! backends {
 
 backends! {
     embedded => Backend::Embedded,
+}
+
+#[cfg(feature = "redis")]
+backends! {
+    redis => Backend::Redis,
 }

@@ -240,8 +240,10 @@ pub async fn flood(backend: Backend) {
         serde_json::to_vec(&webhooks()).unwrap(),
     )
     .unwrap();
-    let (mut serve, addr) =
-        tokio::task::block_in_place(|| crate::rig::start_serve(backend, dir.path(), "127.0.0.1:0"));
+    let storage = backend.storage();
+    let (mut serve, addr) = tokio::task::block_in_place(|| {
+        crate::rig::start_serve(&storage, dir.path(), "127.0.0.1:0")
+    });
     let pid = serve.child.id();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))

@@ -16,20 +16,77 @@ pub static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new
 pub enum Backend {
     /// The embedded store under the data directory.
     Embedded,
+    /// Redis at `WCON_TEST_REDIS_URL` (127.0.0.1:6379, started by `scripts/services.sh`), each
+    /// test under a key prefix of its own.
+    #[cfg(feature = "redis")]
+    Redis,
 }
 
 impl Backend {
-    /// Extra `wcon serve` arguments selecting the backend.
-    pub fn serve_args(self) -> Vec<String> {
+    /// The storage of one test: checked reachable now (a missing service fails the test),
+    /// emptied when dropped.
+    pub fn storage(self) -> Storage {
         match self {
-            Backend::Embedded => vec!["--buffer".into(), "embedded".into()],
+            Backend::Embedded => Storage { redis: None },
+            #[cfg(feature = "redis")]
+            Backend::Redis => {
+                let url = std::env::var("WCON_TEST_REDIS_URL").unwrap_or_else(|_| {
+                    panic!("WCON_TEST_REDIS_URL is not set: run `scripts/services.sh` and `. /var/tmp/wcon-services/env.sh` (scripts/test.sh does both)")
+                });
+                let pong: redis::RedisResult<String> = redis::Client::open(url.as_str())
+                    .and_then(|c| c.get_connection())
+                    .and_then(|mut c| redis::cmd("PING").query(&mut c));
+                if let Err(e) = pong {
+                    panic!("Redis at {url} does not answer ({e}): run `scripts/services.sh`");
+                }
+                Storage {
+                    redis: Some((url, format!("wcon-faults-{:016x}:", rand::random::<u64>()))),
+                }
+            }
+        }
+    }
+}
+
+/// Where one test's serve keeps its messages: the data directory, or a Redis key prefix.
+pub struct Storage {
+    /// Redis URL and key prefix.
+    redis: Option<(String, String)>,
+}
+
+impl Storage {
+    /// Extra `wcon serve` arguments selecting the backend.
+    fn serve_args(&self) -> Vec<String> {
+        match &self.redis {
+            None => vec!["--buffer".into(), "embedded".into()],
+            Some(_) => vec!["--buffer".into(), "redis".into()],
         }
     }
 
     /// Extra environment of `wcon serve`.
-    pub fn serve_env(self) -> Vec<(String, String)> {
-        match self {
-            Backend::Embedded => Vec::new(),
+    fn serve_env(&self) -> Vec<(String, String)> {
+        match &self.redis {
+            None => Vec::new(),
+            Some((url, prefix)) => vec![
+                ("WEBHOOK_CONNECT_REDIS_URL".into(), url.clone()),
+                ("WEBHOOK_CONNECT_REDIS_PREFIX".into(), prefix.clone()),
+            ],
+        }
+    }
+}
+
+impl Drop for Storage {
+    fn drop(&mut self) {
+        #[cfg(feature = "redis")]
+        if let Some((url, prefix)) = &self.redis
+            && let Ok(mut conn) = redis::Client::open(url.as_str()).and_then(|c| c.get_connection())
+        {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{prefix}*"))
+                .query(&mut conn)
+                .unwrap_or_default();
+            if !keys.is_empty() {
+                let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut conn);
+            }
         }
     }
 }
@@ -48,7 +105,6 @@ pub fn long_mode() -> bool {
 }
 
 pub struct Rig {
-    pub backend: Backend,
     pub dir: tempfile::TempDir,
     pub serve: Wcon,
     pub addr: SocketAddr,
@@ -56,13 +112,15 @@ pub struct Rig {
     pub tunnel: Wcon,
     /// Where the tunnel dials: the server, or a proxy in front of it.
     pub tunnel_server: SocketAddr,
+    /// Last, so that it is emptied after serve stopped.
+    pub storage: Storage,
 }
 
 fn data_dir(dir: &Path) -> PathBuf {
     dir.join("data")
 }
 
-fn spawn_serve(backend: Backend, dir: &Path, listen: &str) -> Wcon {
+fn spawn_serve(storage: &Storage, dir: &Path, listen: &str) -> Wcon {
     let data = data_dir(dir);
     let mut args: Vec<String> = vec![
         "serve".into(),
@@ -71,22 +129,22 @@ fn spawn_serve(backend: Backend, dir: &Path, listen: &str) -> Wcon {
         "--data-dir".into(),
         data.to_str().unwrap().into(),
     ];
-    args.extend(backend.serve_args());
+    args.extend(storage.serve_args());
     let mut env: Vec<(String, String)> = vec![(
         "WEBHOOK_CONNECT_ADMIN_TOKEN".into(),
         "admin-secret-token".into(),
     )];
-    env.extend(backend.serve_env());
+    env.extend(storage.serve_env());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     Wcon::run_background_in_env(&args, dir, &env)
 }
 
 /// Starts serve on `listen` (retrying while the killed one still holds the port or its data).
-pub fn start_serve(backend: Backend, dir: &Path, listen: &str) -> (Wcon, SocketAddr) {
+pub fn start_serve(storage: &Storage, dir: &Path, listen: &str) -> (Wcon, SocketAddr) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let mut w = spawn_serve(backend, dir, listen);
+        let mut w = spawn_serve(storage, dir, listen);
         if let Some(line) = w.try_wait_for("listening on http://", Duration::from_secs(20)) {
             let addr: SocketAddr = line
                 .trim_start_matches("listening on http://")
@@ -128,18 +186,19 @@ impl Rig {
             serde_json::to_vec_pretty(&webhooks()).unwrap(),
         )
         .unwrap();
-        let (serve, addr) = start_serve(backend, dir.path(), "127.0.0.1:0");
+        let storage = backend.storage();
+        let (serve, addr) = start_serve(&storage, dir.path(), "127.0.0.1:0");
         let sink = Sink::start().await;
         let tunnel_server = proxy(addr);
         let tunnel = tokio::task::block_in_place(|| start_tunnel(tunnel_server, &sink.target()));
         Self {
-            backend,
             dir,
             serve,
             addr,
             sink,
             tunnel,
             tunnel_server,
+            storage,
         }
     }
 
@@ -151,7 +210,7 @@ impl Rig {
     pub fn kill_and_restart_serve(&mut self) {
         tokio::task::block_in_place(|| {
             self.serve.kill9();
-            let (serve, _) = start_serve(self.backend, self.dir.path(), &self.addr.to_string());
+            let (serve, _) = start_serve(&self.storage, self.dir.path(), &self.addr.to_string());
             self.serve = serve;
         });
     }

@@ -12,20 +12,24 @@ use std::time::{Duration, Instant};
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::response::{IntoResponse, Response};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use http::HeaderMap;
 use tokio::sync::mpsc;
 
 use super::{TokenQuery, attach, authenticate};
-use crate::protocol::{ConnectorFrame, PROTOCOL_VERSION, ServerFrame, error_code};
+use crate::protocol::{ConnectorFrame, MessageId, PROTOCOL_VERSION, ServerFrame, error_code};
 use crate::receiver::AppState;
 use crate::receiver::api_error::ApiError;
 use crate::receiver::channels::{Channel, Connection};
+use crate::receiver::metrics::ChannelMetrics;
 use crate::receiver::tls::PeerCertificate;
 use crate::time::now_rfc3339;
 
 /// Most frames written before one flush.
 const MAX_BATCH: usize = 64;
+
+/// Most acks recorded by one buffer call.
+const MAX_ACK_BATCH: usize = 256;
 
 /// Largest frame a connector may send (acks are tiny).
 const MAX_CONNECTOR_FRAME: usize = 64 * 1024;
@@ -172,6 +176,31 @@ async fn write_loop(
     }
 }
 
+/// What one item read from the socket means.
+enum Incoming {
+    Frame(Result<ConnectorFrame, String>),
+    /// Ping or pong: nothing to do.
+    Nothing,
+    /// The stream ended, for this reason.
+    End(&'static str),
+}
+
+fn incoming(item: Option<Result<WsMessage, axum::Error>>) -> Incoming {
+    let Some(Ok(msg)) = item else {
+        return Incoming::End("connection lost");
+    };
+    Incoming::Frame(match msg {
+        WsMessage::Text(t) => {
+            serde_json::from_str::<ConnectorFrame>(t.as_str()).map_err(|e| e.to_string())
+        }
+        WsMessage::Binary(_) => {
+            Err("binary frames are not part of the protocol; send JSON text frames".to_string())
+        }
+        WsMessage::Ping(_) | WsMessage::Pong(_) => return Incoming::Nothing,
+        WsMessage::Close(_) => return Incoming::End("closed by connector"),
+    })
+}
+
 async fn read_loop(
     state: &AppState,
     channel: &Channel,
@@ -182,42 +211,52 @@ async fn read_loop(
     let meters = state.metrics.channel(channel.name());
     let mut last_error_frame = Instant::now() - Duration::from_secs(60);
     let mut suppressed = 0u64;
-    while let Some(item) = stream.next().await {
-        let Ok(msg) = item else {
-            return "connection lost";
+    // A frame read after a run of acks, handled once they are recorded.
+    let mut held: Option<Incoming> = None;
+    loop {
+        let item = match held.take() {
+            Some(item) => item,
+            None => {
+                let item = stream.next().await;
+                // Over `max_messages_per_second`, frames are read more slowly: nothing is
+                // lost, the connector's socket fills up instead.
+                connection.until_message_allowed().await;
+                connection.touch();
+                incoming(item)
+            }
         };
-        // Over `max_messages_per_second`, frames are read more slowly: nothing is lost, the
-        // connector's socket fills up instead.
-        connection.until_message_allowed().await;
-        connection.touch();
-        let frame = match msg {
-            WsMessage::Text(t) => {
-                serde_json::from_str::<ConnectorFrame>(t.as_str()).map_err(|e| e.to_string())
+        let frame = match item {
+            Incoming::End(reason) => {
+                tracing::debug!(suppressed, "stream ended");
+                return reason;
             }
-            WsMessage::Binary(_) => {
-                Err("binary frames are not part of the protocol; send JSON text frames".to_string())
-            }
-            WsMessage::Ping(_) | WsMessage::Pong(_) => continue,
-            WsMessage::Close(_) => return "closed by connector",
+            Incoming::Nothing => continue,
+            Incoming::Frame(frame) => frame,
         };
         match frame {
-            Ok(ConnectorFrame::Ack { message_id }) => match state
-                .buffer
-                .ack(channel.name(), &connection.id, &message_id)
-                .await
-            {
-                Ok(true) => {
-                    connection.messages_acked.fetch_add(1, Ordering::Relaxed);
-                    meters.acked(&message_id);
-                    tracing::info!(channel = %channel.name(), %message_id, connection = %connection.id, outcome = "ack", "delivery acked");
+            Ok(ConnectorFrame::Ack { message_id }) => {
+                // Acks that arrived together (already read from the socket, nothing waited
+                // for) are recorded in one buffer call: with Redis one round trip for all.
+                let mut ids = vec![message_id];
+                while ids.len() < MAX_ACK_BATCH {
+                    let Some(item) = stream.next().now_or_never() else {
+                        break;
+                    };
+                    connection.until_message_allowed().await;
+                    connection.touch();
+                    match incoming(item) {
+                        Incoming::Frame(Ok(ConnectorFrame::Ack { message_id })) => {
+                            ids.push(message_id);
+                        }
+                        Incoming::Nothing => {}
+                        other => {
+                            held = Some(other);
+                            break;
+                        }
+                    }
                 }
-                Ok(false) => {
-                    tracing::debug!(channel = %channel.name(), %message_id, "ack for a message not in flight here, ignored")
-                }
-                Err(e) => {
-                    tracing::error!(channel = %channel.name(), %message_id, error = %e, "cannot record ack")
-                }
-            },
+                record_acks(state, channel, connection, &meters, ids).await;
+            }
             Ok(ConnectorFrame::Nack {
                 message_id,
                 retry,
@@ -263,6 +302,36 @@ async fn read_loop(
             }
         }
     }
-    tracing::debug!(suppressed, "stream ended");
-    "connection lost"
+}
+
+/// Records acks in one buffer call; each is counted and logged once the buffer applied it.
+async fn record_acks(
+    state: &AppState,
+    channel: &Channel,
+    connection: &Connection,
+    meters: &ChannelMetrics,
+    ids: Vec<MessageId>,
+) {
+    match state
+        .buffer
+        .ack_many(channel.name(), &connection.id, &ids)
+        .await
+    {
+        Ok(acked) => {
+            for (message_id, acked) in ids.iter().zip(acked) {
+                if acked {
+                    connection.messages_acked.fetch_add(1, Ordering::Relaxed);
+                    meters.acked(message_id);
+                    tracing::info!(channel = %channel.name(), %message_id, connection = %connection.id, outcome = "ack", "delivery acked");
+                } else {
+                    tracing::debug!(channel = %channel.name(), %message_id, "ack for a message not in flight here, ignored")
+                }
+            }
+        }
+        Err(e) => {
+            for message_id in &ids {
+                tracing::error!(channel = %channel.name(), %message_id, error = %e, "cannot record ack");
+            }
+        }
+    }
 }
