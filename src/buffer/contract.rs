@@ -155,33 +155,11 @@ impl Drop for RabbitBackend {
                 .enable_all()
                 .build()
                 .unwrap();
-            rt.block_on(async move {
-                use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
-                let Ok(conn) =
-                    lapin::Connection::connect(&url, lapin::ConnectionProperties::default()).await
-                else {
-                    return;
-                };
-                let Ok(ch) = conn.create_channel().await else {
-                    return;
-                };
-                let mut queues = vec![format!("{prefix}presence"), format!("{prefix}health")];
-                for c in ["c", "t"] {
-                    queues.extend(super::rabbitmq::Names::all(&prefix, &c.into()));
-                }
-                for q in queues {
-                    let _ = ch
-                        .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
-                        .await;
-                }
-                let _ = ch
-                    .exchange_delete(
-                        format!("{prefix}rpc").as_str().into(),
-                        ExchangeDeleteOptions::default(),
-                    )
-                    .await;
-                let _ = conn.close(200, "cleaned".into()).await;
-            });
+            rt.block_on(super::rabbitmq::delete_deployment(
+                &url,
+                &prefix,
+                &["c".into(), "t".into()],
+            ));
         })
         .join();
     }

@@ -15,6 +15,7 @@ mod init;
 mod module_e2e;
 mod modules;
 mod monitoring;
+mod rabbit;
 mod redelivery;
 mod relay;
 mod rotate;

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use super::link::{Link, header_int, number, table, text, timed};
+use super::link::{Link, declare, header_int, number, table, text, timed};
 use super::{Chan, bury, unwrap};
 use crate::buffer::{BufferError, DeadReason};
 use crate::message::MessageMeta;
@@ -107,6 +107,28 @@ impl Index {
     }
 }
 
+/// Declares the channel's two streams. Also done before reading them again after a failure:
+/// after an unclean restart, RabbitMQ 3.10 starts its stream coordinator (and so the streams)
+/// again only when a stream is declared.
+pub(super) async fn declare_streams(
+    ch: &lapin::Channel,
+    names: &super::Names,
+) -> Result<(), BufferError> {
+    for q in [&names.seq, &names.done] {
+        declare(
+            ch,
+            q,
+            table(&[
+                ("x-queue-type", text("stream")),
+                ("x-max-length-bytes", number(super::STREAM_MAX_BYTES)),
+                ("x-stream-max-segment-size-bytes", number(8 * 1024 * 1024)),
+            ]),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 /// Where a stream consumer starts: after what was folded, or at the stream's first message.
 fn offset_arg(next: Option<i64>) -> FieldTable {
     table(&[(
@@ -138,6 +160,7 @@ async fn read_once(
     stop: &CancellationToken,
 ) -> Result<(), BufferError> {
     let ch = link.channel().await?;
+    declare_streams(&ch, &chan.names).await?;
     timed(ch.basic_qos(1000, BasicQosOptions::default())).await?;
     let (seq_next, done_next) = {
         let index = chan.index.lock().expect("index lock");

@@ -170,15 +170,42 @@ impl Names {
     fn retry(&self, step_ms: u64) -> String {
         format!("{}.retry.{step_ms}", self.main)
     }
+}
 
-    /// Every durable queue of the channel (for tests that clean up).
-    #[cfg(test)]
-    pub fn all(prefix: &str, channel: &ChannelName) -> Vec<String> {
-        let n = Self::new(prefix, channel);
-        let mut all: Vec<String> = RETRY_STEPS_MS.iter().map(|s| n.retry(*s)).collect();
+/// Every queue the buffer declares under `prefix` for `channels`, and the deployment's own
+/// (`presence`, `health`): what to delete to remove a deployment (tests and the benchmark
+/// clean up with it). The exchange `{prefix}rpc` is not a queue.
+pub fn queue_names(prefix: &str, channels: &[ChannelName]) -> Vec<String> {
+    let mut all = vec![format!("{prefix}presence"), format!("{prefix}health")];
+    for channel in channels {
+        let n = Names::new(prefix, channel);
+        all.extend(RETRY_STEPS_MS.iter().map(|s| n.retry(*s)));
         all.extend([n.main, n.expired, n.dead, n.seq, n.done, n.state]);
-        all
     }
+    all
+}
+
+/// Deletes what [`queue_names`] lists and the `{prefix}rpc` exchange (a bounded best effort:
+/// errors are ignored).
+pub async fn delete_deployment(url: &str, prefix: &str, channels: &[ChannelName]) {
+    use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+    let work = async {
+        let conn = lapin::Connection::connect(url, lapin::ConnectionProperties::default()).await?;
+        let ch = conn.create_channel().await?;
+        for q in queue_names(prefix, channels) {
+            let _ = ch
+                .queue_delete(ShortString::from(q), QueueDeleteOptions::default())
+                .await;
+        }
+        let _ = ch
+            .exchange_delete(
+                ShortString::from(format!("{prefix}rpc")),
+                ExchangeDeleteOptions::default(),
+            )
+            .await;
+        conn.close(200, "deleted".into()).await
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(20), work).await;
 }
 
 /// One channel as this instance knows it.
@@ -691,18 +718,7 @@ impl RabbitBuffer {
             }
             declare(&ch, &names.retry(step), self.queue_args(&args)).await?;
         }
-        for q in [&names.seq, &names.done] {
-            declare(
-                &ch,
-                q,
-                table(&[
-                    ("x-queue-type", text("stream")),
-                    ("x-max-length-bytes", number(STREAM_MAX_BYTES)),
-                    ("x-stream-max-segment-size-bytes", number(8 * 1024 * 1024)),
-                ]),
-            )
-            .await?;
-        }
+        log::declare_streams(&ch, names).await?;
         let _ = ch.close(200, "declared".into()).await;
         Ok(())
     }
