@@ -17,7 +17,7 @@ use crate::buffer::BufferError;
 use crate::secret::Secret;
 
 /// How long connecting (TCP, AMQP handshake, the publishing channel) may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long the broker may take to confirm a publish or answer a method.
 pub(super) const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the per-channel lock is waited for before the operation fails.
@@ -52,25 +52,25 @@ impl Link {
     /// The connection, made (again) if there is none or it broke.
     pub(super) async fn live(&self) -> Result<Live, BufferError> {
         let mut guard = self.live.lock().await;
-        if let Some(live) = guard.as_ref() {
-            if live.conn.status().connected() {
-                if live.publisher.status().connected() {
-                    return Ok(live.clone());
-                }
-                // A channel error closed the publisher; the connection is fine.
-                let publisher = timed(async {
-                    let c = live.conn.create_channel().await?;
-                    c.confirm_select(ConfirmSelectOptions::default()).await?;
-                    Ok(c)
-                })
-                .await?;
-                let live = Live {
-                    conn: live.conn.clone(),
-                    publisher,
-                };
-                *guard = Some(live.clone());
-                return Ok(live);
+        if let Some(live) = guard.as_ref()
+            && live.conn.status().connected()
+        {
+            if live.publisher.status().connected() {
+                return Ok(live.clone());
             }
+            // A channel error closed the publisher; the connection is fine.
+            let publisher = timed(async {
+                let c = live.conn.create_channel().await?;
+                c.confirm_select(ConfirmSelectOptions::default()).await?;
+                Ok(c)
+            })
+            .await?;
+            let live = Live {
+                conn: live.conn.clone(),
+                publisher,
+            };
+            *guard = Some(live.clone());
+            return Ok(live);
         }
         if let Some(old) = guard.take() {
             let conn = old.conn;

@@ -13,8 +13,9 @@
 //!   instance moves them to the dead letters with reason `expired`. A message past its TTL
 //!   that reaches a consumer is dead-lettered there instead of being delivered.
 //! - `p.c.retry.<ms>` one delay queue per backoff step (500 ms doubling to 60 s,
-//!   `x-message-ttl`, dead-lettered back to `p.c`): a nack with retry republishes the
-//!   message there (attempts + 1 in the body), confirmed, then acks the delivery.
+//!   `x-message-ttl`, dead-lettered back to `p.c`; declared on first use): a nack with retry
+//!   republishes the message there (attempts + 1 in the body), confirmed, then acks the
+//!   delivery.
 //! - `p.c.dead` the dead letters (why, when, the message). Listing, fetching, replaying and
 //!   purging take them all with `basic.get` under the channel lock and put back what stays
 //!   (so these admin calls read every dead letter of the channel: O(dead letters)).
@@ -82,8 +83,9 @@ use crate::secret::Secret;
 const IDLE_GIVE_BACK: Duration = Duration::from_millis(500);
 /// How often ack timeouts are checked.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
-/// How often counters and the index are written.
-const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+/// How often counters and the index are written (each write takes the channel lock, which
+/// is a queue declared and deleted: RabbitMQ metadata work, so not too often).
+const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 /// Backoff steps of retries (ms); one delay queue each.
 const RETRY_STEPS_MS: [u64; 8] = [500, 1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000];
 /// Retention of the `seq` and `done` streams.
@@ -222,6 +224,8 @@ pub(super) struct Chan {
     pending: Mutex<Pending>,
     /// Serialises flushes.
     flushing: tokio::sync::Mutex<()>,
+    /// Backoff steps whose delay queue this instance declared.
+    retry_declared: Mutex<HashSet<u64>>,
 }
 
 impl Chan {
@@ -706,18 +710,6 @@ impl RabbitBuffer {
         for q in [&names.expired, &names.dead, &names.state] {
             declare(&ch, q, self.queue_args(&[])).await?;
         }
-        for step in RETRY_STEPS_MS {
-            let mut args = vec![
-                ("x-message-ttl", number(step as i64)),
-                ("x-dead-letter-exchange", text("")),
-                ("x-dead-letter-routing-key", text(&names.main)),
-            ];
-            if quorum {
-                args.push(("x-overflow", text("reject-publish")));
-                args.push(("x-dead-letter-strategy", text("at-least-once")));
-            }
-            declare(&ch, &names.retry(step), self.queue_args(&args)).await?;
-        }
         log::declare_streams(&ch, names).await?;
         let _ = ch.close(200, "declared".into()).await;
         Ok(())
@@ -806,6 +798,34 @@ impl RabbitBuffer {
         Some(m)
     }
 
+    /// The delay queue of one backoff step, declared on first use.
+    async fn retry_queue(&self, chan: &Chan, step: u64) -> Result<String, BufferError> {
+        let name = chan.names.retry(step);
+        if chan
+            .retry_declared
+            .lock()
+            .expect("retry lock")
+            .contains(&step)
+        {
+            return Ok(name);
+        }
+        let mut args = vec![
+            ("x-message-ttl", number(step as i64)),
+            ("x-dead-letter-exchange", text("")),
+            ("x-dead-letter-routing-key", text(&chan.names.main)),
+        ];
+        if self.inner.queue_type == QueueType::Quorum {
+            args.push(("x-overflow", text("reject-publish")));
+            args.push(("x-dead-letter-strategy", text("at-least-once")));
+        }
+        let ch = self.inner.link.channel().await?;
+        let declared = declare(&ch, &name, self.queue_args(&args)).await;
+        let _ = ch.close(200, "declared".into()).await;
+        declared?;
+        chan.retry_declared.lock().expect("retry lock").insert(step);
+        Ok(name)
+    }
+
     /// Republishes a leased message for another attempt (after `delay_ms`, or at once), then
     /// acks its delivery. A full queue takes it back at its head instead.
     async fn requeue(
@@ -816,7 +836,7 @@ impl RabbitBuffer {
     ) -> Result<(), BufferError> {
         let m = &held.message;
         let queue = match delay_ms {
-            Some(ms) => chan.names.retry(ms),
+            Some(ms) => self.retry_queue(chan, ms).await?,
             None => chan.names.main.clone(),
         };
         let published = self
@@ -1106,6 +1126,7 @@ impl Buffer for RabbitBuffer {
                         index: Mutex::new(Index::default()),
                         pending: Mutex::new(Pending::default()),
                         flushing: tokio::sync::Mutex::new(()),
+                        retry_declared: Mutex::new(HashSet::new()),
                     });
                     self.inner
                         .channels
@@ -1359,8 +1380,11 @@ impl Buffer for RabbitBuffer {
                 Ok::<u64, BufferError>(u64::from(q.message_count()))
             };
             let mut queued = passive(chan.names.main.clone()).await?;
+            // Delay queues are made on first use, by any instance.
             for step in RETRY_STEPS_MS {
-                queued += passive(chan.names.retry(step)).await?;
+                queued += link::counts(&self.inner.link, &chan.names.retry(step))
+                    .await?
+                    .0;
             }
             let dead = passive(chan.names.dead.clone()).await?;
             Ok(BufferStats {

@@ -86,7 +86,7 @@ impl Rpc {
             tokio::spawn(serve(Arc::downgrade(&buffer.inner)));
         }
         let mut rx = self.reply_to.subscribe();
-        let ready = tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|r| r.is_some()));
+        let ready = tokio::time::timeout(Duration::from_secs(30), rx.wait_for(|r| r.is_some()));
         match ready.await {
             Ok(Ok(_)) => Ok(()),
             _ => Err(buffer.inner.link.down("cannot reach RabbitMQ")),
