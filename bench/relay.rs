@@ -13,8 +13,10 @@
 //!
 //! Run: `cargo bench --bench relay` (env: BENCH_SECONDS, BENCH_RATE, BENCH_SENDERS, and
 //! BENCH_BUFFER = embedded (default) | redis, with BENCH_REDIS_URL, default
-//! redis://127.0.0.1:6379/; the redis run uses a key prefix of its own and deletes it after;
-//! BENCH_WCON runs another wcon binary than the one built with the bench).
+//! redis://127.0.0.1:6379/; the redis run uses a key prefix of its own and deletes it after)
+//! | rabbitmq, with BENCH_RABBITMQ_URL, default amqp://guest:guest@127.0.0.1:5672/%2f (queues
+//! under a prefix of their own, deleted after); BENCH_WCON runs another wcon binary than the one
+//! built with the bench.
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -261,6 +263,13 @@ async fn main() {
         buffer != "redis" || cfg!(feature = "redis") || std::env::var("BENCH_WCON").is_ok(),
         "BENCH_BUFFER=redis needs the redis feature: cargo bench --bench relay --no-default-features --features redis"
     );
+    assert!(
+        buffer != "rabbitmq" || cfg!(feature = "rabbitmq") || std::env::var("BENCH_WCON").is_ok(),
+        "BENCH_BUFFER=rabbitmq needs the rabbitmq feature: cargo bench --bench relay --no-default-features --features rabbitmq"
+    );
+    let rabbitmq_url = std::env::var("BENCH_RABBITMQ_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+    let rabbitmq_prefix = format!("wcon-bench-{:016x}.", rand::random::<u64>());
     let serve_env: Vec<(&str, &str)> = match buffer.as_str() {
         "embedded" => vec![],
         "redis" => vec![
@@ -268,7 +277,12 @@ async fn main() {
             ("WEBHOOK_CONNECT_REDIS_URL", &redis_url),
             ("WEBHOOK_CONNECT_REDIS_PREFIX", &redis_prefix),
         ],
-        other => panic!("BENCH_BUFFER={other}: expected embedded or redis"),
+        "rabbitmq" => vec![
+            ("WEBHOOK_CONNECT_BUFFER", "rabbitmq"),
+            ("WEBHOOK_CONNECT_RABBITMQ_URL", &rabbitmq_url),
+            ("WEBHOOK_CONNECT_RABBITMQ_PREFIX", &rabbitmq_prefix),
+        ],
+        other => panic!("BENCH_BUFFER={other}: expected embedded, redis or rabbitmq"),
     };
     let epoch = Instant::now();
     let dir = tempfile::tempdir().unwrap();
@@ -440,7 +454,18 @@ async fn main() {
     if buffer == "redis" {
         delete_redis_keys(&redis_url, &redis_prefix);
     }
+    if buffer == "rabbitmq" {
+        delete_rabbitmq_queues(&rabbitmq_url, &rabbitmq_prefix).await;
+    }
 }
+
+#[cfg(feature = "rabbitmq")]
+async fn delete_rabbitmq_queues(url: &str, prefix: &str) {
+    wcon::buffer::rabbitmq::delete_deployment(url, prefix, &["bench".into()]).await;
+}
+
+#[cfg(not(feature = "rabbitmq"))]
+async fn delete_rabbitmq_queues(_: &str, _: &str) {}
 
 #[cfg(feature = "redis")]
 fn delete_redis_keys(url: &str, prefix: &str) {

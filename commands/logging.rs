@@ -30,10 +30,12 @@ pub fn init(args: &Args, quiet_by_default: bool) {
         .clone()
         .unwrap_or_else(|| if quiet_by_default { "warn" } else { "info" }.to_string());
     // The storage engine narrates its housekeeping at info; keep that out of operators' logs.
+    // lapin logs a message RabbitMQ returned with its whole body at warn (webhook bodies and
+    // headers do not belong in logs); wcon reports those failures itself.
     let default = if level.contains('=') {
         level
     } else {
-        format!("{level},fjall=warn,lsm_tree=warn")
+        format!("{level},fjall=warn,lsm_tree=warn,lapin=error")
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()

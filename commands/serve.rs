@@ -120,6 +120,42 @@ pub struct Args {
         default_value = "wcon:"
     )]
     redis_prefix: String,
+    /// RabbitMQ of `--buffer rabbitmq`: amqp://user:password@host:port/vhost (the default
+    /// vhost `/` is `%2f`).
+    #[arg(
+        long,
+        env = "WEBHOOK_CONNECT_RABBITMQ_URL",
+        value_name = "URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
+        hide_env_values = true,
+        hide_default_value = true
+    )]
+    rabbitmq_url: String,
+    /// Prefix of the queue names of `--buffer rabbitmq` (deployments sharing one RabbitMQ need
+    /// their own).
+    #[arg(
+        long,
+        env = "WEBHOOK_CONNECT_RABBITMQ_PREFIX",
+        value_name = "PREFIX",
+        default_value = "wcon."
+    )]
+    rabbitmq_prefix: String,
+    /// Queue type of `--buffer rabbitmq`: quorum (replicated) or classic.
+    #[arg(
+        long,
+        env = "WEBHOOK_CONNECT_RABBITMQ_QUEUE_TYPE",
+        value_enum,
+        default_value_t = RabbitQueueType::Quorum
+    )]
+    rabbitmq_queue_type: RabbitQueueType,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum RabbitQueueType {
+    /// Replicated quorum queues.
+    Quorum,
+    /// Classic queues.
+    Classic,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -128,6 +164,8 @@ enum BufferKind {
     Embedded,
     /// Redis Streams (several instances).
     Redis,
+    /// RabbitMQ queues (several instances).
+    Rabbitmq,
 }
 
 /// What was loaded, and whether it is the quickstart.
@@ -398,7 +436,33 @@ fn open_buffer(args: &Args, data_dir: &Path) -> Result<Arc<dyn Buffer>, Failure>
             })?)
         }
         BufferKind::Redis => open_redis(args)?,
+        BufferKind::Rabbitmq => open_rabbitmq(args)?,
     })
+}
+
+#[cfg(feature = "rabbitmq")]
+fn open_rabbitmq(args: &Args) -> Result<Arc<dyn Buffer>, Failure> {
+    let options = wcon::buffer::RabbitOptions {
+        url: Secret::new(args.rabbitmq_url.clone()),
+        prefix: args.rabbitmq_prefix.clone(),
+        queue_type: match args.rabbitmq_queue_type {
+            RabbitQueueType::Quorum => wcon::buffer::QueueType::Quorum,
+            RabbitQueueType::Classic => wcon::buffer::QueueType::Classic,
+        },
+    };
+    let buffer = wcon::buffer::RabbitBuffer::open(&options).map_err(|e| {
+        Failure::usage(anyhow::anyhow!(
+            "--rabbitmq-url / WEBHOOK_CONNECT_RABBITMQ_URL: {e}"
+        ))
+    })?;
+    Ok(Arc::new(buffer))
+}
+
+#[cfg(not(feature = "rabbitmq"))]
+fn open_rabbitmq(_: &Args) -> Result<Arc<dyn Buffer>, Failure> {
+    Err(Failure::usage(anyhow::anyhow!(
+        "this wcon was built without the `rabbitmq` feature; rebuild with `--features rabbitmq` or use `--buffer embedded`"
+    )))
 }
 
 #[cfg(feature = "redis")]

@@ -1226,7 +1226,7 @@ _wcon() {
             return 0
             ;;
         wcon__subcmd__serve)
-            opts="-h -V --listen --config-dir --webhooks --connections --data-dir --max-body-bytes --cors-origin --check --buffer --tls-cert --tls-key --tls-client-ca --admin-listen --redis-url --redis-prefix --log-level --log-format --profile --help --version"
+            opts="-h -V --listen --config-dir --webhooks --connections --data-dir --max-body-bytes --cors-origin --check --buffer --tls-cert --tls-key --tls-client-ca --admin-listen --redis-url --redis-prefix --rabbitmq-url --rabbitmq-prefix --rabbitmq-queue-type --log-level --log-format --profile --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1261,7 +1261,7 @@ _wcon() {
                     return 0
                     ;;
                 --buffer)
-                    COMPREPLY=($(compgen -W "embedded redis" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "embedded redis rabbitmq" -- "${cur}"))
                     return 0
                     ;;
                 --tls-cert)
@@ -1286,6 +1286,18 @@ _wcon() {
                     ;;
                 --redis-prefix)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --rabbitmq-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --rabbitmq-prefix)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --rabbitmq-queue-type)
+                    COMPREPLY=($(compgen -W "quorum classic" -- "${cur}"))
                     return 0
                     ;;
                 --log-level)

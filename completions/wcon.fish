@@ -47,13 +47,18 @@ complete -c wcon -n "__fish_wcon_using_subcommand serve" -l data-dir -d 'Where t
 complete -c wcon -n "__fish_wcon_using_subcommand serve" -l max-body-bytes -d 'Body limit in bytes of webhooks that set no `max_body_bytes`' -r
 complete -c wcon -n "__fish_wcon_using_subcommand serve" -l cors-origin -d 'Browser origin allowed to call the API (CORS), e.g. https://app.example.com; repeatable. Without one, CORS is off. `*` is refused' -r
 complete -c wcon -n "__fish_wcon_using_subcommand serve" -l buffer -d 'Buffer backend' -r -f -a "embedded\t'A durable store under the data directory; no server needed'
-redis\t'Redis Streams (several instances)'"
+redis\t'Redis Streams (several instances)'
+rabbitmq\t'RabbitMQ queues (several instances)'"
 complete -c wcon -n "__fish_wcon_using_subcommand serve" -l tls-cert -d 'PEM certificate chain: serve HTTPS and WSS (needs --tls-key). Reloaded when the file changes or on SIGHUP, without dropping connections' -r -F
 complete -c wcon -n "__fish_wcon_using_subcommand serve" -l tls-key -d 'PEM private key of --tls-cert' -r -F
 complete -c wcon -n "__fish_wcon_using_subcommand serve" -l tls-client-ca -d 'PEM CA certificates that connectors\' client certificates must chain to (mutual TLS). The handshake asks for a client certificate but does not require one (webhook senders have none); channels with `require_client_cert` refuse connectors without one. Reloaded with --tls-cert' -r -F
 complete -c wcon -n "__fish_wcon_using_subcommand serve" -l admin-listen -d 'Serve the admin API only on this address (plain HTTP; keep it private, e.g. 127.0.0.1:9000), not on --listen' -r
 complete -c wcon -n "__fish_wcon_using_subcommand serve" -l redis-url -d 'Redis of `--buffer redis`: redis://[user:password@]host:port[/db] or redis+sentinel://[user:password@]host:port[,host:port…]/master_name[/db]' -r
 complete -c wcon -n "__fish_wcon_using_subcommand serve" -l redis-prefix -d 'Prefix of the Redis keys of `--buffer redis` (deployments sharing one Redis need their own)' -r
+complete -c wcon -n "__fish_wcon_using_subcommand serve" -l rabbitmq-url -d 'RabbitMQ of `--buffer rabbitmq`: amqp://user:password@host:port/vhost (the default vhost `/` is `%2f`)' -r
+complete -c wcon -n "__fish_wcon_using_subcommand serve" -l rabbitmq-prefix -d 'Prefix of the queue names of `--buffer rabbitmq` (deployments sharing one RabbitMQ need their own)' -r
+complete -c wcon -n "__fish_wcon_using_subcommand serve" -l rabbitmq-queue-type -d 'Queue type of `--buffer rabbitmq`: quorum (replicated) or classic' -r -f -a "quorum\t'Replicated quorum queues'
+classic\t'Classic queues'"
 complete -c wcon -n "__fish_wcon_using_subcommand serve" -l log-level -d 'Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins when set' -r
 complete -c wcon -n "__fish_wcon_using_subcommand serve" -l log-format -d 'Log format: `text` for people, `json` for one JSON object per line (log shippers)' -r -f -a "text\t'For people'
 json\t'One JSON object per line'"

@@ -7,6 +7,8 @@
 #[cfg(test)]
 mod contract;
 pub mod embedded;
+#[cfg(feature = "rabbitmq")]
+pub mod rabbitmq;
 #[cfg(feature = "redis")]
 pub mod redis;
 
@@ -24,6 +26,8 @@ use crate::message::{Message, MessageMeta};
 use crate::protocol::{ChannelName, ConnectionId, MessageId, WebhookId};
 
 pub use embedded::Embedded;
+#[cfg(feature = "rabbitmq")]
+pub use rabbitmq::{QueueType, RabbitBuffer, RabbitOptions};
 #[cfg(feature = "redis")]
 pub use redis::{RedisBuffer, RedisOptions};
 

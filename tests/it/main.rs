@@ -16,6 +16,7 @@ mod module_e2e;
 mod modules;
 mod monitoring;
 mod mtls;
+mod rabbit;
 mod redelivery;
 mod relay;
 mod rotate;

@@ -257,7 +257,9 @@ impl Wcon {
 /// Redis at `WCON_TEST_REDIS_URL` under a key prefix of the serve's directory (so a restarted
 /// serve finds its channel again and tests do not share one). Lets the whole suite run against
 /// the shared backend: `WCON_TEST_BUFFER=redis cargo test --test it` (it leaves its keys under
-/// `wcon-it-*`: `redis-cli --scan --pattern 'wcon-it-*' | xargs redis-cli DEL`).
+/// `wcon-it-*`: `redis-cli --scan --pattern 'wcon-it-*' | xargs redis-cli DEL`). The same with
+/// `WCON_TEST_BUFFER=rabbitmq` and `WCON_TEST_RABBITMQ_URL` (queues `wcon-it-*`; delete them
+/// with `rabbitmqctl list_queues name | grep '^wcon-it-' | xargs -n1 rabbitmqctl delete_queue`).
 fn buffer_env(dir: &Path) -> Vec<(&'static str, String)> {
     match std::env::var("WCON_TEST_BUFFER").as_deref() {
         Ok("redis") => {
@@ -275,8 +277,23 @@ fn buffer_env(dir: &Path) -> Vec<(&'static str, String)> {
                 ),
             ]
         }
+        Ok("rabbitmq") => {
+            use std::hash::{Hash, Hasher};
+            let url = std::env::var("WCON_TEST_RABBITMQ_URL")
+                .expect("WCON_TEST_BUFFER=rabbitmq needs WCON_TEST_RABBITMQ_URL (. /var/tmp/wcon-services/env.sh)");
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            dir.hash(&mut h);
+            vec![
+                ("WEBHOOK_CONNECT_BUFFER", "rabbitmq".to_string()),
+                ("WEBHOOK_CONNECT_RABBITMQ_URL", url),
+                (
+                    "WEBHOOK_CONNECT_RABBITMQ_PREFIX",
+                    format!("wcon-it-{:016x}.", h.finish()),
+                ),
+            ]
+        }
         Ok("embedded") | Err(_) => Vec::new(),
-        Ok(other) => panic!("WCON_TEST_BUFFER={other}: expected embedded or redis"),
+        Ok(other) => panic!("WCON_TEST_BUFFER={other}: expected embedded, redis or rabbitmq"),
     }
 }
 
