@@ -162,7 +162,8 @@ impl Message {
 /// The storage encoding of [`Message::encode`] from a message's parts, without copying them
 /// into a [`Message`] first.
 pub fn encode_record(meta: &MessageMeta, body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(5 + 256 + body.len());
+    // Metadata JSON with a few headers is 300–600 bytes; one allocation for the whole record.
+    let mut out = Vec::with_capacity(5 + 1024 + body.len());
     out.push(STORED_V1);
     out.extend_from_slice(&[0; 4]);
     serde_json::to_writer(&mut out, meta).expect("message metadata always serialises");
