@@ -74,6 +74,28 @@ pub struct NewMessage {
     pub body: Bytes,
 }
 
+impl NewMessage {
+    /// The message to store: a new id, received now, expiring `ttl` from now, never delivered.
+    pub fn into_message(self, ttl: Duration, sequence: u64) -> Message {
+        let received_at = Utc::now();
+        let ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
+        Message {
+            id: MessageId::generate(),
+            channel: self.channel,
+            webhook_id: self.webhook_id,
+            sequence,
+            received_at,
+            expires_at: received_at
+                .checked_add_signed(ttl)
+                .unwrap_or(DateTime::<Utc>::MAX_UTC),
+            source_ip: self.source_ip,
+            headers: self.headers,
+            body: self.body,
+            delivery_count: 0,
+        }
+    }
+}
+
 /// What was stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stored {

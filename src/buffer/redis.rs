@@ -1233,23 +1233,8 @@ impl Buffer for RedisBuffer {
     async fn enqueue(&self, new: NewMessage) -> Result<Stored, BufferError> {
         let channel = self.channel(&new.channel)?;
         let settings = channel.settings.lock().expect("settings lock").clone();
-        let received_at = Utc::now();
-        let ttl = chrono::Duration::from_std(settings.ttl).unwrap_or(chrono::Duration::MAX);
-        let message = Message {
-            id: MessageId::generate(),
-            channel: new.channel.clone(),
-            webhook_id: new.webhook_id,
-            // The script assigns the sequence; the stream entry keeps it.
-            sequence: 0,
-            received_at,
-            expires_at: received_at
-                .checked_add_signed(ttl)
-                .unwrap_or(DateTime::<Utc>::MAX_UTC),
-            source_ip: new.source_ip,
-            headers: new.headers,
-            body: new.body,
-            delivery_count: 0,
-        };
+        // The script assigns the sequence; the stream entry keeps it.
+        let message = new.into_message(settings.ttl, 0);
         let (done, answer) = tokio::sync::oneshot::channel();
         let write = Write {
             id: message.id.clone(),
@@ -1271,7 +1256,7 @@ impl Buffer for RedisBuffer {
             .map_err(|_| storage("the write task stopped"))?
             .map_err(BufferError::Storage)?;
         let Some(sequence) = sequence else {
-            return Err(BufferError::Full(new.channel));
+            return Err(BufferError::Full(message.channel));
         };
         Ok(Stored {
             id: message.id,

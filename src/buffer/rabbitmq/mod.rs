@@ -1147,22 +1147,7 @@ impl Buffer for RabbitBuffer {
     async fn enqueue(&self, new: NewMessage) -> Result<Stored, BufferError> {
         let chan = self.chan(&new.channel)?;
         let settings = chan.settings();
-        let received_at = Utc::now();
-        let ttl = chrono::Duration::from_std(settings.ttl).unwrap_or(chrono::Duration::MAX);
-        let mut message = Message {
-            id: MessageId::generate(),
-            channel: new.channel.clone(),
-            webhook_id: new.webhook_id,
-            sequence: 0,
-            received_at,
-            expires_at: received_at
-                .checked_add_signed(ttl)
-                .unwrap_or(DateTime::<Utc>::MAX_UTC),
-            source_ip: new.source_ip,
-            headers: new.headers,
-            body: new.body,
-            delivery_count: 0,
-        };
+        let mut message = new.into_message(settings.ttl, 0);
         // The tick's offset in the shared stream is the sequence.
         let echo = chan
             .index
@@ -1218,7 +1203,7 @@ impl Buffer for RabbitBuffer {
                     .done
                     .push(message.id);
                 match other {
-                    Ok(_) => Err(BufferError::Full(new.channel)),
+                    Ok(_) => Err(BufferError::Full(message.channel)),
                     Err(e) => Err(e),
                 }
             }
