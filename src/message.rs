@@ -40,7 +40,8 @@ pub struct Message {
     pub delivery_count: u32,
 }
 
-/// Everything of a [`Message`] but its body: what a buffer keeps in memory per queued message.
+/// Everything of a [`Message`] but its body: what a buffer keeps per queued message (the
+/// embedded buffer's in-memory index leaves `headers` empty and reads them back with the body).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MessageMeta {
     /// See [`Message::id`].

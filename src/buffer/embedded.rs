@@ -1,8 +1,9 @@
 //! The embedded buffer (default): a fjall database under the data dir, no server needed.
 //!
 //! Owns durable storage with group commit (one writer thread gathers every write that is
-//! waiting and makes them durable with one fsync), the in-memory queue index (metadata only;
-//! bodies stay on disk until a message is leased), leases, ack timeouts, TTL and dead letters.
+//! waiting and makes them durable with one fsync), the in-memory queue index (metadata without
+//! headers; headers and bodies stay on disk until a message is leased), leases, ack timeouts,
+//! TTL and dead letters.
 //! Leases are not persisted: after a crash every unacked message is queued again (at-least-once).
 
 use std::collections::{BTreeMap, HashMap};
@@ -11,7 +12,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use serde::{Deserialize, Serialize};
@@ -224,6 +224,7 @@ impl Embedded {
         for item in store.messages.prefix(channel_prefix(&settings.name)) {
             let (_, value) = item.into_inner().map_err(storage)?;
             let mut meta = decode_meta(&value).map_err(storage)?;
+            meta.headers = BTreeMap::new();
             if let Some(n) = read_u64(&store.meta, &attempts_key(&settings.name, meta.sequence))? {
                 meta.delivery_count = n as u32;
             }
@@ -323,11 +324,12 @@ impl Embedded {
         Ok(out)
     }
 
-    fn read_body(
+    /// A stored message as it is on disk (its headers and body are what the index lacks).
+    fn read_stored(
         &self,
         channel: &ChannelName,
         sequence: u64,
-    ) -> Result<Option<Bytes>, BufferError> {
+    ) -> Result<Option<Message>, BufferError> {
         let value = self
             .inner
             .store
@@ -335,7 +337,7 @@ impl Embedded {
             .get(message_key(channel, sequence))
             .map_err(storage)?;
         value
-            .map(|v| Message::decode(&v).map(|m| m.body))
+            .map(|v| Message::decode(&v))
             .transpose()
             .map_err(storage)
     }
@@ -591,7 +593,7 @@ impl Buffer for Embedded {
         let received_at = Utc::now();
         let ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
         // The metadata is built once: encoded for the disk, then kept as the queue's index entry.
-        let meta = MessageMeta {
+        let mut meta = MessageMeta {
             id: MessageId::generate(),
             channel: new.channel.clone(),
             webhook_id: new.webhook_id,
@@ -617,6 +619,8 @@ impl Buffer for Embedded {
             },
         ];
         drop(new.body);
+        // The index keeps no headers (they are read back from disk with the body).
+        meta.headers = BTreeMap::new();
         let result = self.write(ops).await;
         let id = meta.id.clone();
         let mut q = channel.queue.lock().expect("queue lock");
@@ -686,8 +690,12 @@ impl Buffer for Embedded {
                 leased
             };
             if let Some(meta) = leased {
-                match self.read_body(name, meta.sequence)? {
-                    Some(body) => return Ok(Message::from_parts(meta, body)),
+                match self.read_stored(name, meta.sequence)? {
+                    Some(stored) => {
+                        let mut message = Message::from_parts(meta, stored.body);
+                        message.headers = stored.headers;
+                        return Ok(message);
+                    }
                     None => {
                         // Only reachable if the record vanished under us; forget the lease.
                         let mut q = channel.queue.lock().expect("queue lock");
