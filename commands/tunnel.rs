@@ -565,12 +565,21 @@ fn event_line(event: Event) -> Option<Line> {
             .field("latency_ms", millis(latency))
         }
         Event::Settled { .. } => return None,
-        Event::Duplicate { message_id } => Line::new(
+        Event::Duplicate {
+            message_id,
+            already_acked,
+        } => Line::new(
             "INFO",
             "duplicate",
-            format!(
-                "{message_id} sent again by the server while still in progress here; delivered once"
-            ),
+            if already_acked {
+                format!(
+                    "{message_id} sent again by the server just after it was acked here; acked again, not delivered twice"
+                )
+            } else {
+                format!(
+                    "{message_id} sent again by the server while still in progress here; delivered once"
+                )
+            },
         )
         .field("message_id", message_id.to_string()),
         Event::ServerError { code, detail } => {

@@ -10,19 +10,30 @@
 //! the newest lease. An older follower ends silently (its lease was superseded); a follower
 //! whose leader stopped before delivering (its session ended) delivers itself.
 //!
+//! A copy that comes just *after* its delivery ended with an ack (the ack crossed the server's
+//! ack timeout, which leased the message again) is not delivered either: the ack is sent again,
+//! on the copy's connection, where it settles the newest lease. Acked ids are remembered for
+//! [`REMEMBER_ACKED`] (at most [`REMEMBER_ACKED_MAX`] of them); a nack is never replayed, so a
+//! retried message is delivered again.
+//!
 //! Each copy also renews the lease estimate ([`Delivery::lease_ends`]) that decides, once a slot
 //! is free, whether a delivery may still start (see `transport::ws::spawn_delivery`).
 //! One lock per claim and one per finish: cheap next to a delivery.
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
 use super::deliver::Verdict;
 use crate::protocol::MessageId;
+
+/// How long an acked id is remembered (longer than any ack timeout a resend could cross).
+pub const REMEMBER_ACKED: Duration = Duration::from_secs(300);
+/// Most acked ids remembered per channel.
+pub const REMEMBER_ACKED_MAX: usize = 8192;
 
 /// What a leader passes to its follower.
 #[derive(Debug)]
@@ -44,7 +55,37 @@ struct Slot {
 /// The message ids in progress on one channel (shared by its sessions, so a copy that comes on
 /// a new connection after a reconnect follows the delivery still running from the old one).
 #[derive(Debug, Default, Clone)]
-pub struct InProgress(Arc<Mutex<HashMap<MessageId, Slot>>>);
+pub struct InProgress(Arc<Mutex<State>>);
+
+#[derive(Debug, Default)]
+struct State {
+    active: HashMap<MessageId, Slot>,
+    /// Ids acked lately, with when, oldest first.
+    acked: HashMap<MessageId, Instant>,
+    acked_order: VecDeque<(MessageId, Instant)>,
+}
+
+impl State {
+    fn remember_ack(&mut self, id: MessageId) {
+        let now = Instant::now();
+        while self.acked_order.front().is_some_and(|(_, at)| {
+            self.acked_order.len() >= REMEMBER_ACKED_MAX || at.elapsed() >= REMEMBER_ACKED
+        }) {
+            let (old, at) = self.acked_order.pop_front().expect("front exists");
+            if self.acked.get(&old) == Some(&at) {
+                self.acked.remove(&old);
+            }
+        }
+        self.acked.insert(id.clone(), now);
+        self.acked_order.push_back((id, now));
+    }
+
+    fn acked_lately(&self, id: &MessageId) -> bool {
+        self.acked
+            .get(id)
+            .is_some_and(|at| at.elapsed() < REMEMBER_ACKED)
+    }
+}
 
 /// What a copy of a message does.
 #[derive(Debug)]
@@ -53,6 +94,8 @@ pub enum Claim {
     Deliver(Delivery),
     /// A delivery of this id is in progress: wait for its verdict with [`Follower::outcome`].
     Follow(Follower),
+    /// This id was delivered and acked moments ago: send the ack again, do not deliver.
+    AckedAlready,
 }
 
 /// The one delivery in progress of a message id; dropping it unfinished hands the message to
@@ -82,8 +125,11 @@ pub enum Followed {
 impl InProgress {
     /// Claims `id` for a copy whose lease ends at `lease_ends`.
     pub fn claim(&self, id: &MessageId, lease_ends: Instant) -> Claim {
-        let mut map = self.0.lock().expect("in-progress lock");
-        match map.entry(id.clone()) {
+        let mut state = self.0.lock().expect("in-progress lock");
+        if !state.active.contains_key(id) && state.acked_lately(id) {
+            return Claim::AckedAlready;
+        }
+        match state.active.entry(id.clone()) {
             Entry::Occupied(mut slot) => {
                 let slot = slot.get_mut();
                 let (tx, rx) = oneshot::channel();
@@ -108,7 +154,7 @@ impl InProgress {
 
     /// Message ids in progress.
     pub fn len(&self) -> usize {
-        self.0.lock().expect("in-progress lock").len()
+        self.0.lock().expect("in-progress lock").active.len()
     }
 
     /// Whether nothing is in progress.
@@ -116,8 +162,12 @@ impl InProgress {
         self.len() == 0
     }
 
-    fn take(&self, id: &MessageId) -> Option<Slot> {
-        self.0.lock().expect("in-progress lock").remove(id)
+    fn take(&self, id: &MessageId, acked: bool) -> Option<Slot> {
+        let mut state = self.0.lock().expect("in-progress lock");
+        if acked {
+            state.remember_ack(id.clone());
+        }
+        state.active.remove(id)
     }
 }
 
@@ -129,6 +179,7 @@ impl Delivery {
             .0
             .lock()
             .expect("in-progress lock")
+            .active
             .get(&self.id)
             .map_or_else(Instant::now, |s| s.lease_ends)
     }
@@ -137,7 +188,8 @@ impl Delivery {
     /// newest copy (the follower) got it to send on its connection.
     pub fn finish(mut self, verdict: Verdict) -> Option<Verdict> {
         self.finished = true;
-        match self.registry.take(&self.id).and_then(|s| s.follower) {
+        let acked = verdict == Verdict::Ack;
+        match self.registry.take(&self.id, acked).and_then(|s| s.follower) {
             Some(follower) => match follower.send(Handoff::Verdict(verdict)) {
                 Ok(()) => None,
                 // The follower is gone (its task ended): send it here.
@@ -152,7 +204,7 @@ impl Delivery {
 impl Drop for Delivery {
     fn drop(&mut self) {
         if !self.finished
-            && let Some(follower) = self.registry.take(&self.id).and_then(|s| s.follower)
+            && let Some(follower) = self.registry.take(&self.id, false).and_then(|s| s.follower)
         {
             let _ = follower.send(Handoff::Abandoned);
         }
@@ -182,14 +234,14 @@ mod tests {
     fn deliver(c: Claim) -> Delivery {
         match c {
             Claim::Deliver(d) => d,
-            Claim::Follow(_) => panic!("expected to deliver"),
+            Claim::Follow(_) | Claim::AckedAlready => panic!("expected to deliver"),
         }
     }
 
     fn follow(c: Claim) -> Follower {
         match c {
             Claim::Follow(f) => f,
-            Claim::Deliver(_) => panic!("expected to follow"),
+            Claim::Deliver(_) | Claim::AckedAlready => panic!("expected to follow"),
         }
     }
 
@@ -203,9 +255,9 @@ mod tests {
         assert_eq!(first.finish(Verdict::Ack), None, "the follower sends it");
         assert_eq!(second.outcome().await, Followed::Settled(Verdict::Ack));
         assert!(registry.is_empty());
-        // Once settled, a later copy (a real redelivery) is delivered again.
-        let again = deliver(registry.claim(&id("m"), now));
-        assert_eq!(again.finish(Verdict::Ack), Some(Verdict::Ack));
+        // Once acked, a later copy (the ack crossed a lease timeout, or was lost with its
+        // connection) is acked again without a second delivery.
+        assert!(matches!(registry.claim(&id("m"), now), Claim::AckedAlready));
     }
 
     #[tokio::test]
@@ -245,6 +297,27 @@ mod tests {
         assert_eq!(first.finish(Verdict::Ack), Some(Verdict::Ack));
         let other = deliver(registry.claim(&id("n"), now));
         drop(other);
+        assert!(registry.is_empty());
+    }
+
+    #[test]
+    fn a_copy_after_an_ack_is_acked_again_and_a_copy_after_a_nack_is_delivered() {
+        let registry = InProgress::default();
+        let lease = Instant::now() + Duration::from_secs(1);
+        let acked = deliver(registry.claim(&id("a"), lease));
+        assert_eq!(acked.finish(Verdict::Ack), Some(Verdict::Ack));
+        assert!(matches!(
+            registry.claim(&id("a"), lease),
+            Claim::AckedAlready
+        ));
+        let nacked = deliver(registry.claim(&id("n"), lease));
+        let retry = Verdict::Nack {
+            retry: true,
+            reason: "503".into(),
+        };
+        assert_eq!(nacked.finish(retry.clone()), Some(retry));
+        let again = deliver(registry.claim(&id("n"), lease));
+        drop(again);
         assert!(registry.is_empty());
     }
 }

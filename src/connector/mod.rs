@@ -86,11 +86,13 @@ pub enum Event {
         message_id: MessageId,
     },
     /// The server sent a message again (its lease passed `ack_timeout`) while this process was
-    /// still delivering it or waiting for a delivery slot: it is delivered once, and that
-    /// delivery's ack or nack settles the new lease.
+    /// still delivering it or waiting for a delivery slot, or just after it acked it: it is
+    /// delivered once, and that delivery's ack or nack settles the new lease.
     Duplicate {
         /// The message.
         message_id: MessageId,
+        /// The delivery had ended with an ack already (the ack is sent again).
+        already_acked: bool,
     },
     /// The server sent an `error` frame.
     ServerError {

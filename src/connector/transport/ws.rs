@@ -295,6 +295,7 @@ pub(super) fn spawn_delivery<T: Send + 'static>(
                         reported = true;
                         ctx.emit(Event::Duplicate {
                             message_id: message_id.clone(),
+                            already_acked: false,
                         });
                     }
                     match follower.outcome().await {
@@ -305,6 +306,14 @@ pub(super) fn spawn_delivery<T: Send + 'static>(
                         Followed::Superseded => return,
                         Followed::Abandoned => continue,
                     }
+                }
+                Claim::AckedAlready => {
+                    ctx.emit(Event::Duplicate {
+                        message_id: message_id.clone(),
+                        already_acked: true,
+                    });
+                    let _ = out.send(tag(reply_frame(&message_id, &Verdict::Ack))).await;
+                    return;
                 }
             }
         };
