@@ -29,7 +29,8 @@ const SETTLE: Duration = Duration::from_secs(300);
 const FAULT_EVERY_SHARE: usize = 6;
 
 /// Runs `fault` every 1–4 s (seeded), and only after another sixth of the run got its 200s,
-/// until the load is done; returns how many times it ran.
+/// until the load is done; returns how many times it ran. The first fault comes 50–300 ms
+/// after the start, so that a run whose load is sent quickly (a fast buffer) still gets one.
 async fn while_loading(
     rig: &mut Rig,
     sent: &Sent,
@@ -40,9 +41,13 @@ async fn while_loading(
     let mut rng = StdRng::seed_from_u64(seed);
     let mut times = 0;
     let step = sent.accepted.lock().unwrap().len() / FAULT_EVERY_SHARE;
-    let mut next_at = step;
+    let mut next_at = 0;
     while !sending.is_finished() {
-        let pause = Duration::from_millis(rng.random_range(1000..4000));
+        let pause = if times == 0 {
+            Duration::from_millis(rng.random_range(50..300))
+        } else {
+            Duration::from_millis(rng.random_range(1000..4000))
+        };
         let until = tokio::time::Instant::now() + pause;
         let accepted = || {
             sent.accepted_so_far
