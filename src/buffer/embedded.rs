@@ -935,6 +935,8 @@ impl Buffer for Embedded {
                 Space::Meta,
                 attempts_key(name, message.sequence),
             ));
+            // Like every index entry, a replayed one keeps no headers (they stay on disk).
+            message.headers = BTreeMap::new();
             metas.push(message.meta());
         }
         self.write(ops).await?;
