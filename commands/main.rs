@@ -99,24 +99,41 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 fn main() -> ExitCode {
     let matches = Cli::command().get_matches();
     let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    if matches!(cli.command, Command::Tunnel(_)) {
-        // The tunnel's documented variables sit beneath the flags (and WCON_LOG_*).
+    if let Command::Tunnel(args) = &cli.command {
+        // The tunnel's documented settings sit beneath the flags (and WCON_LOG_*): first
+        // CONNECTOR_LOG_*, then connector.json's `log_level` / `log_format`. A file that cannot
+        // be read is reported by the tunnel itself, with the rest of its settings.
+        let file = args
+            .config_file()
+            .and_then(|path| wcon::config::connector::file_layer(path).ok());
+        let from_file = |key: &str| {
+            file.as_ref()
+                .and_then(|f| f.get(key))
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+        };
         if cli.log.log_level.is_none() {
             cli.log.log_level = std::env::var("CONNECTOR_LOG_LEVEL")
                 .ok()
-                .filter(|l| !l.is_empty());
+                .filter(|l| !l.is_empty())
+                .or_else(|| from_file("log_level"));
         }
         let format_given = matches!(
             matches.value_source("log_format"),
             Some(ValueSource::CommandLine | ValueSource::EnvVariable)
         );
-        if !format_given && let Ok(format) = std::env::var("CONNECTOR_LOG_FORMAT") {
+        let format = std::env::var("CONNECTOR_LOG_FORMAT")
+            .ok()
+            .map(|f| ("CONNECTOR_LOG_FORMAT".to_string(), f))
+            .or_else(|| {
+                let path = args.config_file()?.display();
+                from_file("log_format").map(|f| (format!("`log_format` in {path}"), f))
+            });
+        if !format_given && let Some((source, format)) = format {
             match logging::Format::from_str(format.trim(), true) {
                 Ok(format) => cli.log.log_format = format,
                 Err(_) => {
-                    eprintln!(
-                        "error: CONNECTOR_LOG_FORMAT must be `text` or `json`, not `{format}`"
-                    );
+                    eprintln!("error: {source} must be `text` or `json`, not `{format}`");
                     return ExitCode::from(2);
                 }
             }

@@ -122,6 +122,13 @@ pub struct Args {
     health_down_after: Option<f64>,
 }
 
+impl Args {
+    /// The connector.json named with `--config`, if any.
+    pub fn config_file(&self) -> Option<&std::path::Path> {
+        self.config.as_deref()
+    }
+}
+
 pub async fn run(args: Args, profile: Option<&str>, lines: Lines) -> Result<ExitCode, Failure> {
     let profile = crate::profile::load(profile)?;
     if args.check {

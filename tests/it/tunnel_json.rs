@@ -111,3 +111,55 @@ async fn connector_log_format_json_in_the_environment_does_the_same() {
             .contains("CONNECTOR_LOG_FORMAT must be `text` or `json`")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connector_json_log_format_and_level_are_applied() {
+    let dir = temp_dir();
+    let serve = Wcon::serve(&relay("w", "c", serde_json::json!({})), dir.path(), &[]);
+    let server = format!("http://{}", serve.addr.unwrap());
+    let file = dir.path().join("connector.json");
+    let write = |format: &str| {
+        std::fs::write(
+            &file,
+            serde_json::json!({
+                "cloud_url": server,
+                "channel": "c",
+                "token": crate::support::TOKEN,
+                "default_target": {"url": "http://127.0.0.1:9"},
+                "log_level": "debug",
+                "log_format": format,
+            })
+            .to_string(),
+        )
+        .unwrap();
+    };
+    write("json");
+    let args = ["tunnel", "--config", file.to_str().unwrap()];
+    let mut tunnel = Wcon::spawn(&args, &[], dir.path());
+    tunnel.wait_for("\"event\":\"connected\"", Duration::from_secs(20));
+    let lines = tunnel.output();
+    for line in &lines {
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+    }
+    // `debug` from the file: the tunnel's own debug lines show (its default level is `warn`).
+    assert!(
+        lines.iter().any(|l| l.contains("\"level\":\"DEBUG\"")),
+        "no debug line although connector.json asks for `debug`:\n{}",
+        lines.join("\n")
+    );
+    drop(tunnel);
+    // A value that is neither `text` nor `json` is refused, naming where it came from.
+    write("yaml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wcon"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("connector.json must be `text` or `json`, not `yaml`"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
