@@ -163,14 +163,21 @@ impl Message {
 /// The storage encoding of [`Message::encode`] from a message's parts, without copying them
 /// into a [`Message`] first.
 pub fn encode_record(meta: &MessageMeta, body: &[u8]) -> Vec<u8> {
+    let mut out = encode_record_head(meta, body.len());
+    out.extend_from_slice(body);
+    out
+}
+
+/// What a stored record holds before its body: the version, the metadata's length and the
+/// metadata. `body_len` is room reserved for a body the caller appends.
+pub fn encode_record_head(meta: &MessageMeta, body_len: usize) -> Vec<u8> {
     // Metadata JSON with a few headers is 300–600 bytes; one allocation for the whole record.
-    let mut out = Vec::with_capacity(5 + 1024 + body.len());
+    let mut out = Vec::with_capacity(5 + 1024 + body_len);
     out.push(STORED_V1);
     out.extend_from_slice(&[0; 4]);
     serde_json::to_writer(&mut out, meta).expect("message metadata always serialises");
     let meta_len = (out.len() - 5) as u32;
     out[1..5].copy_from_slice(&meta_len.to_be_bytes());
-    out.extend_from_slice(body);
     out
 }
 

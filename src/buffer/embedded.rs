@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Slice};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -22,7 +22,7 @@ use super::{
     Buffer, BufferError, BufferStats, ChannelSettings, DeadLetter, DeadReason, DeadSelection,
     InFlight, NackOutcome, NewMessage, Stored, TokenRotation,
 };
-use crate::message::{Message, MessageMeta, decode_meta, encode_record};
+use crate::message::{Message, MessageMeta, decode_meta, encode_record_head};
 use crate::protocol::{ChannelName, ConnectionId, MessageId};
 
 /// How often leases, retries and TTLs are checked.
@@ -99,7 +99,7 @@ struct DeadInfo {
 }
 
 enum Op {
-    Put(Space, Vec<u8>, Vec<u8>),
+    Put(Space, Vec<u8>, Slice),
     Delete(Space, Vec<u8>),
     /// Moves a message record into the dead letters, with why.
     Bury {
@@ -300,7 +300,9 @@ impl Embedded {
             Op::Put(
                 Space::Meta,
                 meta_key("counters", channel),
-                serde_json::to_vec(&queue.counters).expect("counters serialise"),
+                serde_json::to_vec(&queue.counters)
+                    .expect("counters serialise")
+                    .into(),
             ),
         ]
     }
@@ -505,7 +507,7 @@ fn sweep_channel(
             ops.push(Op::Put(
                 Space::Meta,
                 attempts_key(name, lease.meta.sequence),
-                u64::from(lease.meta.delivery_count).to_be_bytes().to_vec(),
+                u64::from(lease.meta.delivery_count).to_be_bytes().into(),
             ));
             q.ready.insert(lease.meta.sequence, lease.meta);
         }
@@ -611,7 +613,11 @@ impl Buffer for Embedded {
             Op::Put(
                 Space::Messages,
                 message_key(&new.channel, sequence),
-                encode_record(&meta, &new.body),
+                // Head and body go straight into the value fjall keeps (no copy of a copy).
+                Slice::from(byteview::ByteView::fused(
+                    &encode_record_head(&meta, 0),
+                    &new.body,
+                )),
             ),
             Op::Sequence {
                 channel: new.channel,
@@ -731,7 +737,9 @@ impl Buffer for Embedded {
                 Op::Put(
                     Space::Meta,
                     meta_key("counters", name),
-                    serde_json::to_vec(&q.counters).expect("counters serialise"),
+                    serde_json::to_vec(&q.counters)
+                        .expect("counters serialise")
+                        .into(),
                 ),
             ]
         };
@@ -777,7 +785,7 @@ impl Buffer for Embedded {
                 let ops = vec![Op::Put(
                     Space::Meta,
                     attempts_key(name, meta.sequence),
-                    u64::from(meta.delivery_count).to_be_bytes().to_vec(),
+                    u64::from(meta.delivery_count).to_be_bytes().into(),
                 )];
                 let due = Instant::now() + retry_delay(meta.delivery_count);
                 q.delayed.insert((due, meta.sequence), meta);
@@ -930,7 +938,7 @@ impl Buffer for Embedded {
             message.delivery_count = 0;
             message.expires_at = message.expires_at.max(fresh);
             ops.push(Op::Delete(Space::Dead, key.clone()));
-            ops.push(Op::Put(Space::Messages, key, message.encode()));
+            ops.push(Op::Put(Space::Messages, key, message.encode().into()));
             ops.push(Op::Delete(
                 Space::Meta,
                 attempts_key(name, message.sequence),
@@ -1001,8 +1009,12 @@ impl Buffer for Embedded {
         rotation: &TokenRotation,
     ) -> Result<(), BufferError> {
         let value = serde_json::to_vec(rotation).expect("a token rotation serialises");
-        self.write(vec![Op::Put(Space::Meta, meta_key("token", name), value)])
-            .await
+        self.write(vec![Op::Put(
+            Space::Meta,
+            meta_key("token", name),
+            value.into(),
+        )])
+        .await
     }
 
     async fn healthy(&self) -> bool {
