@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::ValueEnum;
@@ -413,6 +414,7 @@ async fn check(args: &Args) -> ExitCode {
         );
     }
     report.connections(&connections).await;
+    check_buffer(&mut report, args).await;
     if std::env::var("WEBHOOK_CONNECT_ADMIN_TOKEN").is_ok_and(|t| !t.is_empty()) {
         report.ok("admin API", "enabled (WEBHOOK_CONNECT_ADMIN_TOKEN is set)");
     } else {
@@ -422,6 +424,42 @@ async fn check(args: &Args) -> ExitCode {
         );
     }
     report.finish()
+}
+
+/// `serve --check`: a Redis or RabbitMQ buffer answers, within 10 s. The embedded buffer has
+/// no server to reach (and its directory is left alone: a running serve holds it).
+async fn check_buffer(report: &mut crate::check::Report, args: &Args) {
+    let (name, flag, opened) = match args.buffer {
+        BufferKind::Embedded => {
+            report.skip("buffer", "embedded: no server to reach");
+            return;
+        }
+        BufferKind::Redis => ("Redis", "--redis-url", open_redis(args)),
+        BufferKind::Rabbitmq => ("RabbitMQ", "--rabbitmq-url", open_rabbitmq(args)),
+    };
+    let buffer = match opened {
+        Ok(buffer) => buffer,
+        Err(failure) => {
+            report.fail("buffer", failure.error);
+            return;
+        }
+    };
+    let answered = tokio::time::timeout(Duration::from_secs(10), async {
+        while !buffer.healthy().await {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    })
+    .await
+    .is_ok();
+    buffer.close().await;
+    if answered {
+        report.ok("buffer", format!("{name} answers and takes writes"));
+    } else {
+        report.fail(
+            "buffer",
+            format!("{name} does not answer within 10 s; check {flag} and that the server is up"),
+        );
+    }
 }
 
 /// The buffer `--buffer` names.

@@ -463,3 +463,64 @@ async fn after_a_sentinel_failover_service_resumes_on_the_new_master() {
         .unwrap();
     assert!(role.contains("role:master"), "{role}");
 }
+
+/// `serve --check` reaches a Redis or RabbitMQ buffer, and says so when it cannot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_check_reaches_the_shared_buffer() {
+    let url = service("WCON_TEST_REDIS_URL");
+    let prefix = Prefix::new(&url);
+    let dir = temp_dir();
+    std::fs::write(
+        dir.path().join("webhooks.json"),
+        relay("hook", "checked", serde_json::json!({})).to_string(),
+    )
+    .unwrap();
+    let check = |extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_wcon"))
+            .args(["serve", "--check", "--config-dir"])
+            .arg(dir.path())
+            .args(extra)
+            .env_remove("WEBHOOK_CONNECT_BUFFER")
+            .output()
+            .expect("wcon runs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, stdout) = check(&[
+        "--buffer",
+        "redis",
+        "--redis-url",
+        &url,
+        "--redis-prefix",
+        &prefix.prefix,
+    ]);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(
+        stdout.contains("ok    buffer: Redis answers and takes writes"),
+        "{stdout}"
+    );
+    // Nobody listens on a port just freed: the check fails and names the flag to fix.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dead = format!("amqp://guest:secret-pw@127.0.0.1:{port}/%2f");
+    let (code, stdout) = check(&["--buffer", "rabbitmq", "--rabbitmq-url", &dead]);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stdout.contains("FAIL  buffer: RabbitMQ does not answer within 10 s; check --rabbitmq-url"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("secret-pw"),
+        "the password is never shown: {stdout}"
+    );
+    let (_, stdout) = check(&[]);
+    assert!(
+        stdout.contains("skip  buffer: embedded: no server to reach"),
+        "{stdout}"
+    );
+}
