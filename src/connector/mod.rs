@@ -231,8 +231,8 @@ pub struct Context {
     route: RwLock<Arc<Route>>,
     /// Deliveries running at once, shared by every channel of the process.
     pub permits: Arc<Semaphore>,
-    /// TLS and proxies of the connection to the server.
-    pub outbound: outbound::Outbound,
+    /// TLS and proxies of the connection to the server, as last read (see [`Self::outbound`]).
+    outbound: std::sync::Mutex<outbound::Outbound>,
     /// Where events go.
     pub events: mpsc::UnboundedSender<Report>,
     /// Health and metrics.
@@ -255,7 +255,7 @@ impl Context {
         shutdown: CancellationToken,
     ) -> Result<Self, ConnectorError> {
         Ok(Self {
-            outbound: outbound::Outbound::from_config(&route.config)?,
+            outbound: std::sync::Mutex::new(outbound::Outbound::from_config(&route.config)?),
             config: route.config.clone(),
             route: RwLock::new(Arc::new(route)),
             permits,
@@ -264,6 +264,27 @@ impl Context {
             in_progress: in_progress::InProgress::default(),
             shutdown,
         })
+    }
+
+    /// The TLS settings for a new session. Files named by `ca_cert_path`, `client_cert_path`
+    /// and `client_key_path` are read again, so a renewed client certificate is presented from
+    /// the next connection on; if they cannot be used now (e.g. half-written), the ones read
+    /// before are.
+    pub fn outbound(&self) -> outbound::Outbound {
+        let mut last = self
+            .outbound
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let config = &self.config;
+        if config.ca_cert_path.is_some() || config.client_cert_path.is_some() {
+            match outbound::Outbound::from_config(config) {
+                Ok(fresh) => *last = fresh,
+                Err(e) => {
+                    tracing::warn!(channel = %config.channel, error = %e, "cannot read the TLS files again; this connection uses the ones read before");
+                }
+            }
+        }
+        last.clone()
     }
 
     /// Reports an event (and records it for health and metrics); a closed receiver is not an

@@ -624,3 +624,44 @@ async fn a_reload_that_requires_client_certificates_without_a_client_ca_is_refus
         assert_eq!(r.status(), expected, "{channel}");
     }
 }
+
+/// A client certificate renewed on disk is presented from the next connection on, without a
+/// restart: the tunnel starts with connector-b's pair (not allowed on `secure`), the files are
+/// replaced by connector-a's, and the next attempt connects and delivers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_renewed_client_certificate_is_used_on_the_next_connection() {
+    let dir = temp_dir();
+    let f = files(&path(&dir));
+    let serve = serve(&path(&dir), &f);
+    let cert = path(&dir).join("pki/renewed.pem");
+    let key = path(&dir).join("pki/renewed.key");
+    std::fs::copy(&f.b.0, &cert).unwrap();
+    std::fs::copy(&f.b.1, &key).unwrap();
+    let sink = Sink::start().await;
+    let mut t = tunnel_env(
+        "secure",
+        &serve,
+        &f,
+        &sink,
+        &[
+            "--client-cert",
+            cert.to_str().unwrap(),
+            "--client-key",
+            key.to_str().unwrap(),
+        ],
+        &[
+            ("CONNECTOR_RECONNECT_DELAY", "0.2"),
+            ("CONNECTOR_MAX_RECONNECT_DELAY", "1"),
+        ],
+    );
+    t.wait_for("client_certificate_not_allowed", Duration::from_secs(20));
+    // Renewal writes the new pair in place (key first, as certificate tools do).
+    std::fs::copy(&f.a.1, &key).unwrap();
+    std::fs::copy(&f.a.0, &cert).unwrap();
+    t.wait_for("channel secure (websocket)", Duration::from_secs(30));
+    post_to(&client(&f, None), &serve, "secure", 7).await;
+    sink.wait_until(Duration::from_secs(20), "the webhook, after renewal", |s| {
+        s.delivered_bodies().len() == 1
+    })
+    .await;
+}

@@ -50,7 +50,8 @@ pub async fn session(
     ) else {
         return SessionEnd::Failed(format!("invalid server URL {base}"));
     };
-    let client = match ctx.outbound.http_client(config) {
+    let outbound = ctx.outbound();
+    let client = match outbound.http_client(config) {
         Ok(c) => c,
         Err(e) => return SessionEnd::Failed(describe(&e)),
     };
@@ -114,7 +115,7 @@ pub async fn session(
                 let why = format!(
                     "cannot poll {}: {}",
                     server_of(&url),
-                    ctx.outbound.explain(&e, &url).await
+                    outbound.explain(&e, &url).await
                 );
                 break if connected {
                     SessionEnd::Lost(why)

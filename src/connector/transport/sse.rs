@@ -40,7 +40,8 @@ pub async fn session(
     ) else {
         return SessionEnd::Failed(format!("invalid server URL {base}"));
     };
-    let client = match ctx.outbound.http_client(config) {
+    let outbound = ctx.outbound();
+    let client = match outbound.http_client(config) {
         Ok(c) => c,
         Err(e) => return SessionEnd::Failed(describe(&e)),
     };
@@ -51,7 +52,7 @@ pub async fn session(
         _ = ctx.shutdown.cancelled() => return SessionEnd::Shutdown,
         r = tokio::time::timeout(timeout, request.send()) => match r {
             Err(_) => return SessionEnd::Failed(format!("no answer from {} within {}s", server_of(&url), config.connection_timeout)),
-            Ok(Err(e)) => return SessionEnd::Failed(format!("cannot connect to {}: {}", server_of(&url), ctx.outbound.explain(&e, &url).await)),
+            Ok(Err(e)) => return SessionEnd::Failed(format!("cannot connect to {}: {}", server_of(&url), outbound.explain(&e, &url).await)),
             Ok(Ok(r)) => r,
         },
     };

@@ -66,7 +66,8 @@ pub async fn session(ctx: &Arc<Context>, url: &Url) -> SessionEnd {
     {
         request.headers_mut().insert("x-connector-id", v);
     }
-    let connect = ctx.outbound.websocket(request);
+    let outbound = ctx.outbound();
+    let connect = outbound.websocket(request);
     let timeout = Duration::from_secs_f64(config.connection_timeout);
     let socket = tokio::select! {
         _ = ctx.shutdown.cancelled() => return SessionEnd::Shutdown,
