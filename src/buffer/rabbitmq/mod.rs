@@ -235,6 +235,15 @@ impl Chan {
     fn settings(&self) -> ChannelSettings {
         self.settings.lock().expect("settings lock").clone()
     }
+    /// This instance's lease connections of the channel, as they are now.
+    fn lease_conns(&self) -> Vec<Arc<LeaseConn>> {
+        self.leases
+            .lock()
+            .expect("lease lock")
+            .values()
+            .cloned()
+            .collect()
+    }
 }
 
 /// Counter changes and index events not yet written.
@@ -950,14 +959,7 @@ impl RabbitBuffer {
         let now = Instant::now();
         for chan in self.chans() {
             let settings = chan.settings();
-            let leases: Vec<Arc<LeaseConn>> = chan
-                .leases
-                .lock()
-                .expect("lease lock")
-                .values()
-                .cloned()
-                .collect();
-            for lc in leases {
+            for lc in chan.lease_conns() {
                 let idle = lc.used.lock().expect("used lock").elapsed() >= IDLE_GIVE_BACK;
                 if idle && let Ok(mut guard) = lc.consumer.try_lock() {
                     lc.drain_locked(&mut guard);
@@ -1006,15 +1008,8 @@ impl RabbitBuffer {
         let Ok(chan) = self.chan(name) else {
             return (0, 0);
         };
-        let leases: Vec<Arc<LeaseConn>> = chan
-            .leases
-            .lock()
-            .expect("lease lock")
-            .values()
-            .cloned()
-            .collect();
         let (mut held, mut waiting) = (0, 0);
-        for lc in leases {
+        for lc in chan.lease_conns() {
             lc.drain();
             held += lc.held.lock().expect("held lock").len() as u64;
             waiting += lc.waiting.lock().expect("waiting lock").len() as u64;
