@@ -8,6 +8,17 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/wcon-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
+# Test binaries keep the path of the checkout they were built from (snapshots, completions).
+# Cargo tracks this workspace's sources by relative path and modification time, so in a build
+# directory last used by another checkout it may run those binaries as they are, reading that
+# checkout's files (or failing if it is gone). Make this workspace's crates rebuild then.
+mkdir -p "$CARGO_TARGET_DIR"
+marker="$CARGO_TARGET_DIR/.wcon-checkout"
+if [ "$(cat "$marker" 2>/dev/null)" != "$PWD" ]; then
+  find src commands tui tests bench -type f -exec touch {} +
+  echo "$PWD" > "$marker"
+fi
+
 if [ -x scripts/services.sh ]; then
   scripts/services.sh
   # shellcheck disable=SC1091
