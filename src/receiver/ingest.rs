@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, Method, StatusCode, Uri};
 
@@ -29,15 +29,16 @@ pub const MAX_HEADERS: usize = 100;
 pub const MAX_HEADER_BYTES: usize = 8 * 1024;
 
 /// `POST /webhook/{id}`.
+///
+/// The request is taken whole: the `HeaderMap` extractor would copy every header.
 pub async fn ingest(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Result<Response, ApiError> {
-    accept(&state, &id, peer, &uri, headers, body).await
+    let (parts, body) = request.into_parts();
+    accept(&state, &id, peer, &parts.uri, parts.headers, body).await
 }
 
 /// `POST /webhook/{namespace}/{id}`: namespaces come from etcd in the original; wcon reads one
@@ -46,16 +47,15 @@ pub async fn ingest_namespaced(
     State(state): State<Arc<AppState>>,
     Path((namespace, id)): Path<(String, String)>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Result<Response, ApiError> {
     if crate::config::webhooks::check_webhook_id(&namespace).is_err() {
         return Err(ApiError::not_found(format!(
             "unknown namespace `{namespace}`"
         )));
     }
-    accept(&state, &id, peer, &uri, headers, body).await
+    let (parts, body) = request.into_parts();
+    accept(&state, &id, peer, &parts.uri, parts.headers, body).await
 }
 
 async fn accept(

@@ -35,7 +35,6 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::buffer::{Buffer, BufferError, ChannelSettings};
 use crate::config::WebhooksConfig;
@@ -101,9 +100,6 @@ pub struct RouterOptions {
     /// Leave the admin API out (it has its own listener).
     pub without_admin: bool,
 }
-
-/// `Strict-Transport-Security` of a TLS listener: one year, as browsers' preload lists expect.
-const HSTS: &str = "max-age=31536000; includeSubDomains";
 
 /// Shared state of every handler.
 pub struct AppState {
@@ -205,9 +201,9 @@ fn client_certificate_problem(webhooks: &WebhooksConfig, mode: TlsMode) -> Resul
     ))
 }
 
-/// Builds the public router (also used by tests that drive it without a socket), with security
-/// headers on every answer, HSTS over TLS and CORS only for the configured origins.
-pub fn router(state: Arc<AppState>, options: RouterOptions) -> Router {
+/// Builds the public app: the routes, with the security headers on every answer, HSTS over TLS
+/// and CORS only for the configured origins.
+pub fn router(state: Arc<AppState>, options: RouterOptions) -> security::Secured {
     let mut routes = Router::new()
         .route("/", get(root))
         .route("/health", get(monitoring::health))
@@ -229,20 +225,16 @@ pub fn router(state: Arc<AppState>, options: RouterOptions) -> Router {
         // Ingest enforces each webhook's own body limit while reading.
         .layer(DefaultBodyLimit::disable())
         .with_state(state);
-    let mut routes = security::with_security_headers(routes);
-    if options.hsts {
-        routes = routes.layer(SetResponseHeaderLayer::if_not_present(
-            http::header::STRICT_TRANSPORT_SECURITY,
-            http::HeaderValue::from_static(HSTS),
-        ));
-    }
-    security::with_cors(routes, options.cors_origins)
+    security::with_security_headers(
+        security::with_cors(routes, options.cors_origins),
+        options.hsts,
+    )
 }
 
-/// The admin listener's router: the admin API alone, with the security headers.
-pub fn admin_router(state: Arc<AppState>) -> Router {
+/// The admin listener's app: the admin API alone, with the security headers.
+pub fn admin_router(state: Arc<AppState>) -> security::Secured {
     let routes = with_admin_routes(Router::new()).with_state(state);
-    security::with_security_headers(routes)
+    security::with_security_headers(routes, false)
 }
 
 /// The admin API, and the seeds' path of rotate-token.
@@ -328,7 +320,7 @@ pub async fn run(
                 });
                 axum::serve(
                     listener,
-                    app.into_make_service_with_connect_info::<SocketAddr>(),
+                    axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<SocketAddr>(app),
                 )
                 .with_graceful_shutdown(shutdown.clone().cancelled_owned())
                 .await
@@ -353,7 +345,9 @@ pub async fn run(
         let Some(listener) = admin_listener else {
             return Ok(());
         };
-        let app = admin_router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let app = axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
+            SocketAddr,
+        >(admin_router(state.clone()));
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())
             .await;

@@ -215,6 +215,7 @@ async fn global_body_limit_and_security_headers() {
         assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
         assert_eq!(h["x-frame-options"], "DENY", "{path}");
         assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
+        assert_eq!(h["cache-control"], "no-store", "{path}");
         assert!(
             h.get("access-control-allow-origin").is_none(),
             "CORS is off by default"
