@@ -1,8 +1,8 @@
-//! Security headers on every answer, and CORS only for configured origins.
+//! Security headers on every answer, HSTS over TLS, and CORS only for configured origins.
 //!
 //! Every response carries `X-Content-Type-Options: nosniff`, `X-Frame-Options: DENY`,
 //! `Referrer-Policy: no-referrer` and `Cache-Control: no-store` (webhook answers and admin data
-//! must not be cached). Browsers get no CORS access unless origins are configured, and the
+//! must not be cached), and `Strict-Transport-Security` when the listener is TLS. Browsers get no CORS access unless origins are configured, and the
 //! wildcard `*` is refused by [`parse_origins`]: webhook and admin endpoints take credentials.
 
 use axum::Router;
