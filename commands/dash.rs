@@ -144,6 +144,9 @@ enum Update {
     /// The server could not be polled.
     Lost(String),
     Notice(String),
+    /// Polling the screen `view` failed; said only while that screen is still open (a replay
+    /// can close a dead letter's screen while a poll of it is on its way and finds it gone).
+    ViewFailed(View, String),
     /// A poll finished (after its other updates).
     PollDone,
     /// A replay or purge finished: poll again now.
@@ -198,6 +201,11 @@ async fn event_loop(
                 Update::DeadDetail(d) => app.apply_dead_letter(d),
                 Update::Lost(e) => app.apply_error(e),
                 Update::Notice(n) => app.notify(n),
+                Update::ViewFailed(view, n) => {
+                    if app.view() == &view {
+                        app.notify(n);
+                    }
+                }
                 Update::PollDone => {
                     polling = false;
                     poll_now = std::mem::take(&mut poll_again);
@@ -284,11 +292,14 @@ async fn poll(admin: Arc<Admin>, view: View, tx: mpsc::UnboundedSender<Update>) 
     match part {
         Ok(Ok(Some(u))) => send(u),
         Ok(Ok(None)) => {}
-        Ok(Err(e)) => send(Update::Notice(failure_text(&e))),
-        Err(_) => send(Update::Notice(format!(
-            "the server did not answer within {}s",
-            POLL_TIMEOUT.as_secs()
-        ))),
+        Ok(Err(e)) => send(Update::ViewFailed(view, failure_text(&e))),
+        Err(_) => send(Update::ViewFailed(
+            view,
+            format!(
+                "the server did not answer within {}s",
+                POLL_TIMEOUT.as_secs()
+            ),
+        )),
     }
     send(Update::PollDone);
 }

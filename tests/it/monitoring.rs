@@ -207,10 +207,14 @@ async fn json_logs_have_one_line_per_accepted_webhook_and_outcome_and_no_bodies(
             .filter(|l| l["outcome"] == "ack")
             .map(|l| l["message_id"].as_str().unwrap().to_string())
             .collect();
+        // The buffer logs the burial before the stream logs the nack that caused it.
         let buried = lines
             .iter()
             .any(|l| l["message"] == "dead lettered" && l["message_id"] == dead_id.as_str());
-        if acked == ids && buried {
+        let nacked = lines
+            .iter()
+            .any(|l| l["message"] == "delivery nacked" && l["message_id"] == dead_id.as_str());
+        if acked == ids && buried && nacked {
             break lines;
         }
         assert!(
