@@ -1,7 +1,8 @@
 //! The embedded buffer (default): a fjall database under the data dir, no server needed.
 //!
 //! Owns durable storage with group commit (one writer thread gathers every write that is
-//! waiting and makes them durable with one fsync), the in-memory queue index (metadata without
+//! waiting and makes them durable with one fsync; a new message can be leased while its fsync
+//! runs, its sender is answered after it), the in-memory queue index (metadata without
 //! headers; headers and bodies stay on disk until a message is leased), leases, ack timeouts,
 //! TTL and dead letters.
 //! Leases are not persisted: after a crash every unacked message is queued again (at-least-once).
@@ -122,6 +123,9 @@ enum Space {
 
 struct WriteJob {
     ops: Vec<Op>,
+    /// Called on the writer thread once the ops are applied (`true`: readable, not yet
+    /// durable) or could not be (`false`), before the group's fsync.
+    applied: Option<Box<dyn FnOnce(bool) + Send>>,
     /// `Some`: the caller waits until the ops are durable.
     done: Option<oneshot::Sender<Result<(), String>>>,
 }
@@ -257,9 +261,19 @@ impl Embedded {
     }
 
     async fn write(&self, ops: Vec<Op>) -> Result<(), BufferError> {
+        self.write_then(ops, None).await
+    }
+
+    /// [`Self::write`], calling `applied` as soon as the ops are readable (see [`WriteJob`]).
+    async fn write_then(
+        &self,
+        ops: Vec<Op>,
+        applied: Option<Box<dyn FnOnce(bool) + Send>>,
+    ) -> Result<(), BufferError> {
         let (tx, rx) = oneshot::channel();
         self.send(WriteJob {
             ops,
+            applied,
             done: Some(tx),
         })?;
         rx.await
@@ -268,7 +282,15 @@ impl Embedded {
     }
 
     fn send(&self, job: WriteJob) -> Result<(), BufferError> {
-        self.inner.writer.send(job).map_err(|_| BufferError::Closed)
+        self.inner
+            .writer
+            .send(job)
+            .map_err(|mpsc::error::SendError(job)| {
+                if let Some(applied) = job.applied {
+                    applied(false);
+                }
+                BufferError::Closed
+            })
     }
 
     /// Queues a dead-lettering of `meta` (body moved on disk by the writer).
@@ -365,7 +387,16 @@ fn run_writer(store: Store, mut jobs: mpsc::UnboundedReceiver<WriteJob>) {
         }
         let needs_sync = group.iter().any(|j| j.done.is_some());
         let ops = group.iter_mut().flat_map(|j| std::mem::take(&mut j.ops));
-        let result = apply_group(&store, ops, &mut high_water, needs_sync);
+        let mut result = apply_group(&store, ops, &mut high_water);
+        for applied in group.iter_mut().filter_map(|j| j.applied.take()) {
+            applied(result.is_ok());
+        }
+        if needs_sync && result.is_ok() {
+            result = store
+                .db
+                .persist(PersistMode::SyncData)
+                .map_err(|e| e.to_string());
+        }
         for job in group {
             if let Some(done) = job.done {
                 let _ = done.send(result.clone());
@@ -375,12 +406,12 @@ fn run_writer(store: Store, mut jobs: mpsc::UnboundedReceiver<WriteJob>) {
     let _ = store.db.persist(PersistMode::SyncAll);
 }
 
-/// Applies the ops of one group in one batch (moved in, so values are not copied again).
+/// Applies the ops of one group in one batch (moved in, so values are not copied again); the
+/// caller makes them durable.
 fn apply_group(
     store: &Store,
     ops: impl Iterator<Item = Op>,
     high_water: &mut HashMap<ChannelName, u64>,
-    sync: bool,
 ) -> Result<(), String> {
     let mut batch = store.db.batch();
     let space = |s: Space| match s {
@@ -414,14 +445,7 @@ fn apply_group(
             }
         }
     }
-    batch.commit().map_err(|e| e.to_string())?;
-    if sync {
-        store
-            .db
-            .persist(PersistMode::SyncData)
-            .map_err(|e| e.to_string())?;
-    }
-    Ok(())
+    batch.commit().map_err(|e| e.to_string())
 }
 
 fn decode_dead(record: &[u8]) -> Option<DeadLetter> {
@@ -459,7 +483,11 @@ async fn sweep(inner: std::sync::Weak<Inner>, stop: CancellationToken) {
             let settings = channel.settings.lock().expect("settings lock").clone();
             let (ops, moved) = sweep_channel(&name, &channel, &settings);
             if !ops.is_empty() {
-                let _ = buffer.send(WriteJob { ops, done: None });
+                let _ = buffer.send(WriteJob {
+                    ops,
+                    applied: None,
+                    done: None,
+                });
             }
             if moved {
                 channel.notify.notify_waiters();
@@ -627,14 +655,21 @@ impl Buffer for Embedded {
         drop(new.body);
         // The index keeps no headers (they are read back from disk with the body).
         meta.headers = BTreeMap::new();
-        let result = self.write(ops).await;
         let id = meta.id.clone();
-        let mut q = channel.queue.lock().expect("queue lock");
-        q.pending -= 1;
-        result?;
-        q.ready.insert(sequence, meta);
-        drop(q);
-        channel.notify.notify_waiters();
+        // The message can be leased as soon as it is readable, while its fsync runs: the
+        // sender still gets 200 only once it is durable. A crash before the fsync loses a
+        // message the sender got no 200 for, so it sends it again: at-least-once holds.
+        let queued = channel.clone();
+        let index = move |readable: bool| {
+            let mut q = queued.queue.lock().expect("queue lock");
+            q.pending -= 1;
+            if readable {
+                q.ready.insert(sequence, meta);
+                drop(q);
+                queued.notify.notify_waiters();
+            }
+        };
+        self.write_then(ops, Some(Box::new(index))).await?;
         Ok(Stored { id, sequence })
     }
 
@@ -691,7 +726,11 @@ impl Buffer for Embedded {
                     }
                 }
                 if !ops.is_empty() {
-                    self.send(WriteJob { ops, done: None })?;
+                    self.send(WriteJob {
+                        ops,
+                        applied: None,
+                        done: None,
+                    })?;
                 }
                 leased
             };
@@ -743,7 +782,11 @@ impl Buffer for Embedded {
                 ),
             ]
         };
-        self.send(WriteJob { ops, done: None })?;
+        self.send(WriteJob {
+            ops,
+            applied: None,
+            done: None,
+        })?;
         channel.notify.notify_waiters();
         Ok(true)
     }
@@ -792,7 +835,11 @@ impl Buffer for Embedded {
                 (ops, NackOutcome::Requeued)
             }
         };
-        self.send(WriteJob { ops, done: None })?;
+        self.send(WriteJob {
+            ops,
+            applied: None,
+            done: None,
+        })?;
         channel.notify.notify_waiters();
         Ok(Some(outcome))
     }
