@@ -130,6 +130,17 @@ struct WriteJob {
     done: Option<oneshot::Sender<Result<(), String>>>,
 }
 
+impl WriteJob {
+    /// Ops nobody waits for (acks, nacks, sweeps); a later durable write makes them durable too.
+    fn unawaited(ops: Vec<Op>) -> Self {
+        Self {
+            ops,
+            applied: None,
+            done: None,
+        }
+    }
+}
+
 fn message_key(channel: &ChannelName, sequence: u64) -> Vec<u8> {
     let mut k = Vec::with_capacity(channel.as_str().len() + 9);
     k.extend_from_slice(channel.as_str().as_bytes());
@@ -483,11 +494,7 @@ async fn sweep(inner: std::sync::Weak<Inner>, stop: CancellationToken) {
             let settings = channel.settings.lock().expect("settings lock").clone();
             let (ops, moved) = sweep_channel(&name, &channel, &settings);
             if !ops.is_empty() {
-                let _ = buffer.send(WriteJob {
-                    ops,
-                    applied: None,
-                    done: None,
-                });
+                let _ = buffer.send(WriteJob::unawaited(ops));
             }
             if moved {
                 channel.notify.notify_waiters();
@@ -726,11 +733,7 @@ impl Buffer for Embedded {
                     }
                 }
                 if !ops.is_empty() {
-                    self.send(WriteJob {
-                        ops,
-                        applied: None,
-                        done: None,
-                    })?;
+                    self.send(WriteJob::unawaited(ops))?;
                 }
                 leased
             };
@@ -782,11 +785,7 @@ impl Buffer for Embedded {
                 ),
             ]
         };
-        self.send(WriteJob {
-            ops,
-            applied: None,
-            done: None,
-        })?;
+        self.send(WriteJob::unawaited(ops))?;
         channel.notify.notify_waiters();
         Ok(true)
     }
@@ -835,11 +834,7 @@ impl Buffer for Embedded {
                 (ops, NackOutcome::Requeued)
             }
         };
-        self.send(WriteJob {
-            ops,
-            applied: None,
-            done: None,
-        })?;
+        self.send(WriteJob::unawaited(ops))?;
         channel.notify.notify_waiters();
         Ok(Some(outcome))
     }

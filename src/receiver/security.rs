@@ -2,8 +2,9 @@
 //!
 //! Every response carries `X-Content-Type-Options: nosniff`, `X-Frame-Options: DENY`,
 //! `Referrer-Policy: no-referrer` and `Cache-Control: no-store` (webhook answers and admin data
-//! must not be cached), and `Strict-Transport-Security` when the listener is TLS. Browsers get no CORS access unless origins are configured, and the
-//! wildcard `*` is refused by [`parse_origins`]: webhook and admin endpoints take credentials.
+//! must not be cached), and `Strict-Transport-Security` when the listener is TLS. Browsers get
+//! no CORS access unless origins are configured, and the wildcard `*` is refused by
+//! [`parse_origins`]: webhook and admin endpoints take credentials.
 
 use axum::Router;
 use axum::response::Response;
